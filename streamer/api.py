@@ -1,0 +1,158 @@
+"""The HTTP API: still-image anonymization and detection, health and readiness.
+
+CPU work never runs on the event loop: each request's decode -> detect -> anonymize -> encode is
+one job on the bounded ``WorkerPool``. Every error is JSON ``{"error": code, "detail": text}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+
+from . import __version__
+from .config import Mode, Settings, Shape
+from .images import FORMATS, ImageError
+from .stills import anonymize_image, detect_image
+from .uploads import UploadError, read_image
+from .workers import Overloaded, WorkerPool
+
+log = logging.getLogger("streamer.api")
+
+_IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            **{media: {"schema": {"type": "string", "format": "binary"}} for media in sorted(FORMATS.values())},
+        },
+    }
+}
+_ERRORS = {
+    status: {"description": text}
+    for status, text in {
+        400: "the image is empty, broken or not an image",
+        413: "the upload is over the byte limit or the image over the pixel limit",
+        415: "not a JPEG, PNG or WebP image",
+        422: "a query parameter is out of range",
+        503: "the server is at capacity; retry after Retry-After seconds",
+    }.items()
+}
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    pool = WorkerPool(
+        settings.detector,
+        workers=settings.server.workers,
+        queue_size=settings.server.queue_size,
+        max_wait_s=settings.server.max_wait_s,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(pool.warm_up)
+        app.state.ready = True
+        log.info("ready: %d workers, detector %s", pool.workers, settings.detector.backend)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await asyncio.to_thread(pool.shutdown)
+
+    app = FastAPI(
+        title="streamer",
+        version=__version__,
+        summary="Face anonymization for images and video, on the CPU, offline.",
+        lifespan=lifespan,
+    )
+    app.state.ready = False
+    app.state.settings = settings
+
+    @app.exception_handler(ImageError)
+    async def image_error(_request: Request, exc: ImageError) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(UploadError)
+    async def upload_error(_request: Request, exc: UploadError) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
+        return error_response(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameter(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return error_response(422, "invalid_parameter", problems)
+
+    @app.get("/healthz", summary="Liveness: the process answers")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Readiness: detectors are loaded in every worker")
+    async def readyz() -> Response:
+        if not app.state.ready:
+            return error_response(503, "not_ready", "models are loading")
+        return JSONResponse({"status": "ready", "detector": settings.detector.backend, "workers": pool.workers})
+
+    @app.post(
+        "/v1/anonymize",
+        summary="Anonymize the faces in an image",
+        description="Send the image as the multipart field `file` or as the raw body. The answer is the "
+        "image in the same format with every face hidden and no metadata; `X-Faces-Detected` "
+        "counts the faces.",
+        openapi_extra=_IMAGE_BODY,
+        responses={200: {"content": {m: {} for m in sorted(FORMATS.values())}}, **_ERRORS},
+        response_class=Response,
+    )
+    async def anonymize(
+        request: Request,
+        mode: Mode | None = Query(None, description="blur, pixelate or fill"),
+        threshold: float | None = Query(None, ge=0.0, le=1.0, description="minimum face score"),
+        padding: float | None = Query(None, ge=1.0, le=4.0, description="scale factor around each face box"),
+        shape: Shape | None = Query(None, description="box or ellipse"),
+    ) -> Response:
+        data = await read_image(request, settings.image.max_bytes)
+        overrides = {k: v for k, v in {"mode": mode, "padding": padding, "shape": shape}.items() if v is not None}
+        anonymizer = settings.anonymizer.model_copy(update=overrides)
+        score = settings.detector.threshold if threshold is None else threshold
+        result = await pool.run(lambda det: anonymize_image(data, det, score, anonymizer, settings.image))
+        return Response(
+            result.data,
+            media_type=FORMATS[result.format],
+            headers={"X-Faces-Detected": str(len(result.faces)), "Cache-Control": "no-store"},
+        )
+
+    @app.post(
+        "/v1/detect",
+        summary="Find the faces in an image",
+        description='Answers `{"width": W, "height": H, "faces": [{"box": [x, y, w, h], "score": s}]}` '
+        "with boxes in pixels of the (upright) input image, before padding.",
+        openapi_extra=_IMAGE_BODY,
+        responses=_ERRORS,
+    )
+    async def detect(
+        request: Request,
+        threshold: float | None = Query(None, ge=0.0, le=1.0, description="minimum face score"),
+    ) -> dict:
+        data = await read_image(request, settings.image.max_bytes)
+        score = settings.detector.threshold if threshold is None else threshold
+        result = await pool.run(lambda det: detect_image(data, det, score, settings.image))
+        return result.as_json()
+
+    return app

@@ -1,0 +1,140 @@
+"""Typed settings: one YAML file (``configs/default.yaml``) plus ``STREAMER_*`` environment overrides.
+
+Every key lives in one pydantic model so that a typo or a bad value stops the program at start
+with a message naming the key, instead of surfacing as odd behaviour later.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "STREAMER_"
+ENV_NESTING = "__"
+CONFIG_ENV = "STREAMER_CONFIG"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Mode(str, Enum):
+    blur = "blur"
+    pixelate = "pixelate"
+    fill = "fill"
+
+
+class Shape(str, Enum):
+    box = "box"
+    ellipse = "ellipse"
+
+
+class DetectorSettings(Strict):
+    backend: str = "mediapipe"
+    threshold: float = Field(0.3, ge=0.0, le=1.0)
+
+
+class AnonymizerSettings(Strict):
+    mode: Mode = Mode.blur
+    padding: float = Field(1.3, ge=1.0, le=4.0, description="scale factor applied around each box")
+    shape: Shape = Shape.ellipse
+    blur_strength: float = Field(
+        0.5, gt=0.0, le=2.0, description="Gaussian sigma as a fraction of the region's larger side / 3"
+    )
+    pixelate_blocks: int = Field(8, ge=2, le=64, description="mosaic cells across the region's larger side")
+    fill_color: tuple[int, int, int] = (0, 0, 0)
+    audit: bool = False
+    audit_color: tuple[int, int, int] = (0, 255, 0)
+
+
+class ImageSettings(Strict):
+    max_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    max_pixels: int = Field(40_000_000, gt=0)
+    jpeg_quality: int = Field(90, ge=1, le=100)
+    webp_quality: int = Field(90, ge=1, le=100)
+
+
+class ServerSettings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    workers: int = Field(0, ge=0, description="CPU worker threads; 0 means one per core")
+    queue_size: int = Field(16, ge=0, description="requests that may wait for a worker before 503")
+    max_wait_s: float = Field(5.0, gt=0, description="a request queued longer than this gets 503")
+    log_level: str = "info"
+
+
+class Settings(Strict):
+    detector: DetectorSettings = DetectorSettings()
+    anonymizer: AnonymizerSettings = AnonymizerSettings()
+    image: ImageSettings = ImageSettings()
+    server: ServerSettings = ServerSettings()
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the offending key."""
+
+
+def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read YAML (``path``, else ``$STREAMER_CONFIG``, else the shipped default) and apply env overrides.
+
+    ``STREAMER_DETECTOR__THRESHOLD=0.4`` sets ``detector.threshold``; values are parsed as YAML
+    scalars so numbers, booleans and lists (``[0, 0, 0]``) work.
+    """
+    environ = os.environ if environ is None else environ
+    chosen = path or environ.get(CONFIG_ENV)
+    if chosen:
+        data = _read_yaml(Path(chosen))
+    else:
+        # An installed wheel has no configs/ folder: the model's defaults equal the shipped file.
+        data = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+    for name, raw in environ.items():
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
+            _set_path(data, name[len(ENV_PREFIX):].lower().split(ENV_NESTING), _parse_scalar(name, raw))
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, chosen or DEFAULT_CONFIG)) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping of sections."""
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections")
+    return data
+
+
+def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"environment override {'.'.join(keys)}: {key} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def _parse_scalar(name: str, raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"environment variable {name} has an unparseable value: {exc}") from exc
+
+
+def _describe(exc: ValidationError, path: str | Path) -> str:
+    lines = [f"invalid configuration (file {path} and STREAMER_* environment):"]
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        lines.append(f"  {key}: {err['msg']}")
+    return "\n".join(lines)

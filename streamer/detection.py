@@ -1,0 +1,41 @@
+"""What a face detector is to the rest of streamer: RGB pixels in, scored boxes in pixels out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """One detected face: ``box`` is ``(x, y, w, h)`` in pixels of the image given to the detector."""
+
+    box: tuple[float, float, float, float]
+    score: float
+
+    @property
+    def height(self) -> float:
+        return self.box[3]
+
+
+class Detector(Protocol):
+    """A face detector backend. Instances are not shared between threads."""
+
+    name: str
+
+    def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
+        """Faces scoring at least ``threshold`` in an RGB ``uint8`` image of shape (H, W, 3)."""
+        ...
+
+    def close(self) -> None:
+        """Free the model; the detector is unusable afterwards."""
+        ...
+
+
+def clip_box(x: float, y: float, w: float, h: float, width: int, height: int) -> tuple[float, float, float, float]:
+    """The part of a box that lies inside a ``width`` x ``height`` image."""
+    x0, y0 = max(0.0, x), max(0.0, y)
+    x1, y1 = min(float(width), x + w), min(float(height), y + h)
+    return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))

@@ -1,0 +1,127 @@
+"""Reading an image upload from an HTTP request, in memory, with a byte cap.
+
+Starlette's form parser spools files over 1 MiB to a temporary file on disk; an upload is a raw
+photo, so it must never touch the disk. We stream the body into memory (refusing it as soon as it
+passes the cap) and pull the ``file`` part out with python-multipart's streaming parser.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from .images import FORMATS
+
+IMAGE_TYPES = frozenset(FORMATS.values()) | {"image/jpg"}
+# Part types a browser or curl may send for an image file whose type it does not know.
+_UNTYPED = {"", "application/octet-stream"}
+# Room for multipart boundaries and part headers on top of the image's own byte limit.
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+class UploadError(ValueError):
+    """An upload we will not read; ``status`` and ``code`` describe why for the HTTP answer."""
+
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+
+
+async def read_image(request: Request, max_bytes: int) -> bytes:
+    """The image bytes of a raw ``image/*`` body or of the multipart field ``file``."""
+    media, params = parse_options_header(request.headers.get("content-type", ""))
+    media_type = media.decode("latin-1").lower()
+    if media_type in IMAGE_TYPES:
+        return await _read_body(request, max_bytes)
+    if media_type == "multipart/form-data":
+        boundary = params.get(b"boundary")
+        if not boundary:
+            raise UploadError(400, "bad_multipart", "multipart/form-data without a boundary")
+        body = await _read_body(request, max_bytes + _MULTIPART_OVERHEAD)
+        return _file_part(body, boundary, max_bytes)
+    shown = media_type or "none"
+    raise UploadError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type {shown} is not accepted: send image/jpeg, image/png or image/webp as the body, "
+        "or multipart/form-data with the image in the field 'file'",
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise UploadError(413, "too_large", f"the upload is {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise UploadError(413, "too_large", f"the upload is over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise UploadError(400, "client_disconnected", "the client closed the connection mid-upload") from None
+    return b"".join(chunks)
+
+
+@dataclass
+class _Part:
+    headers: dict[str, str] = field(default_factory=dict)
+    data: list[bytes] = field(default_factory=list)
+
+
+def _file_part(body: bytes, boundary: bytes, max_bytes: int) -> bytes:
+    parts: list[_Part] = []
+    header = {"name": b"", "value": b""}
+
+    def on_part_begin() -> None:
+        parts.append(_Part())
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        header["name"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        header["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        parts[-1].headers[header["name"].decode("latin-1").lower()] = header["value"].decode("latin-1")
+        header["name"] = header["value"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        parts[-1].data.append(data[start:end])
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise UploadError(400, "bad_multipart", f"the multipart body cannot be parsed: {exc}") from None
+
+    for part in parts:
+        _, disposition = parse_options_header(part.headers.get("content-disposition", ""))
+        if disposition.get(b"name") != b"file":
+            continue
+        part_type = parse_options_header(part.headers.get("content-type", ""))[0].decode("latin-1").lower()
+        if part_type not in IMAGE_TYPES and part_type not in _UNTYPED:
+            raise UploadError(
+                415, "unsupported_media_type", f"the file is {part_type}; send image/jpeg, image/png or image/webp"
+            )
+        data = b"".join(part.data)
+        if len(data) > max_bytes:
+            raise UploadError(413, "too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+        return data
+    raise UploadError(400, "missing_file", "the multipart body has no field named 'file'")

@@ -1,0 +1,122 @@
+"""Shared fixtures: the faces-dev data, and a real streamer server on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
+FACES_DEV = SHARED / "faces-dev"
+
+
+@pytest.fixture(scope="session")
+def faces_dev() -> list[dict]:
+    """The faces-dev annotations (images with labelled face boxes)."""
+    path = FACES_DEV / "annotations.json"
+    if not path.exists():
+        pytest.fail(f"faces-dev data not found at {FACES_DEV}; set SHARED_DATA to the shared/data folder")
+    return json.loads(path.read_text())["images"]
+
+
+@pytest.fixture(scope="session")
+def easy_images(faces_dev: list[dict]) -> list[dict]:
+    """Images whose one to three faces are all at least 64 px tall: any detector must find these."""
+    easy = [
+        im for im in faces_dev
+        if 1 <= len(im["faces"]) <= 3 and min(f[3] for f in im["faces"]) >= 64 and not im.get("ignore")
+    ]
+    return easy[:12]
+
+
+def read_rgb(entry: dict) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(FACES_DEV / entry["file"])), cv2.COLOR_BGR2RGB)
+
+
+def iou(a: tuple | list, b: tuple | list) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = iw * ih
+    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``streamer serve`` as a user runs it, in its own process, on a free loopback port."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamer", "serve", "--port", str(self.port)],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stdout.read().decode(errors='replace')}")
+            try:
+                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("server did not become ready")
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            out, _ = self.process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            out, _ = self.process.communicate()
+        return out.decode(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[Server]:
+    srv = Server({"STREAMER_SERVER__WORKERS": "2", "STREAMER_IMAGE__MAX_BYTES": "3000000"})
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def start_server() -> Iterator:
+    """Start extra servers with their own settings; all are stopped at the end."""
+    started: list[Server] = []
+
+    def start(env: dict[str, str]) -> Server:
+        srv = Server(env)
+        started.append(srv)
+        srv.wait_ready()
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
