@@ -38,7 +38,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 bench-accuracy: install
-	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/accuracy.py --markdown
 
 clean:
 	rm -rf $(VENV) *.egg-info

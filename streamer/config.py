@@ -43,7 +43,7 @@ class DetectorSettings(Strict):
 class AnonymizerSettings(Strict):
     mode: Mode = Mode.blur
     padding: float = Field(1.3, ge=1.0, le=4.0, description="scale factor applied around each box")
-    shape: Shape = Shape.ellipse
+    shape: Shape = Shape.box
     blur_strength: float = Field(
         0.5, gt=0.0, le=2.0, description="Gaussian sigma as a fraction of the region's larger side / 3"
     )
