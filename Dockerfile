@@ -10,7 +10,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streamer ./streamer
 COPY configs ./configs
+# The CenterFace model is prepared here, as root, into /usr/local/share/streamer/models.
 RUN pip install --no-cache-dir . \
+    && python -m streamer.models \
     && useradd --create-home --uid 10001 streamer
 
 USER streamer

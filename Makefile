@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Shared libraries that the OpenCV build pulled in by mediapipe loads.
 RUNTIME_APT := libgl1 libglib2.0-0
-TEST_APT :=
+# The tests' local RTSP camera (tests/rtsp_server.py, run by the system python3) and test clips (ffmpeg).
+TEST_APT := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi ffmpeg
 
 .PHONY: install run test bench-accuracy clean
 
@@ -16,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/python -m streamer.models
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

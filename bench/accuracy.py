@@ -1,6 +1,6 @@
 """Detector accuracy on the labelled faces-dev set: recall, privacy recall, precision, AP and speed.
 
-Usage: ``python bench/accuracy.py [--backend NAME ...] [--threshold T] [--padding P]
+Usage: ``python bench/accuracy.py [--backend NAME ...] [--threshold T] [--scale S] [--padding P]
 [--shape box|ellipse] [--limit N] [--data DIR] [--markdown]``.
 
 Each detector runs once per image at a low score floor. AP comes from that full ranking; the other
@@ -243,7 +243,7 @@ def summarize(settings: DetectorSettings, tally: Tally) -> Report:
     hits = np.asarray(tally.det_tp, dtype=bool)
     operating = scores >= settings.threshold
     return Report(
-        backend=settings.backend,
+        backend=settings.backend if settings.scale == 1 else f"{settings.backend} x{settings.scale:g}",
         threshold=settings.threshold,
         rows=rows,
         tp=int((hits & operating).sum()),
@@ -302,6 +302,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[DetectorSettin
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", nargs="+", metavar="NAME", help="detector backend(s); default: the configured one")
     parser.add_argument("--threshold", type=float, help="operating score threshold; default: the configured one")
+    parser.add_argument("--scale", type=float, help="detector.scale (centerface); default: the configured one")
     parser.add_argument("--padding", type=float, help="anonymizer padding; default: the configured one")
     parser.add_argument("--shape", choices=[shape.value for shape in Shape], help="anonymizer shape; default: configured")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
@@ -317,7 +318,13 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[DetectorSettin
         settings = load_settings()
         threshold = settings.detector.threshold if args.threshold is None else args.threshold
         backends = args.backend or [settings.detector.backend]
-        detectors = [DetectorSettings(backend=name, threshold=threshold) for name in backends]
+        scale = settings.detector.scale if args.scale is None else args.scale
+        detectors = [
+            DetectorSettings.model_validate(
+                settings.detector.model_dump() | {"backend": name, "threshold": threshold, "scale": scale}
+            )
+            for name in backends
+        ]
         overrides = {"padding": args.padding, "shape": args.shape}
         anonymizer = AnonymizerSettings.model_validate(
             settings.anonymizer.model_dump() | {k: v for k, v in overrides.items() if v is not None}

@@ -8,12 +8,14 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from .config import AnonymizerSettings, Mode, Shape
+from .config import AnonymizerSettings, FailMode, Mode, Shape
 from .detection import Face
 
 # Blurs are done on a copy shrunk until the Gaussian's sigma is this many pixels, then enlarged:
 # the same look as a full-size Gaussian, at a cost that does not grow with the face.
 _SMALL_SIGMA = 2.0
+# A frame hidden whole keeps this many cells across its longer side: light and motion, no faces.
+_WHOLE_FRAME_CELLS = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,16 @@ def _ellipse_mask(face: Face, region: Region, padding: float) -> np.ndarray:
     cx, cy = x + w / 2, y + h / 2
     rx, ry = max(w * padding / 2, 0.5), max(h * padding / 2, 0.5)
     return ((xs + 0.5 - cx) / rx) ** 2 + ((ys + 0.5 - cy) / ry) ** 2 <= 1.0
+
+
+def hide_all(pixels: np.ndarray, mode: FailMode) -> np.ndarray:
+    """A new frame with nothing recognisable left: heavily blurred, or black."""
+    if mode is FailMode.black:
+        return np.zeros_like(pixels)
+    h, w = pixels.shape[:2]
+    scale = _WHOLE_FRAME_CELLS / max(w, h)
+    small = cv2.resize(pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def coverage_mask(

@@ -1,4 +1,4 @@
-"""The HTTP API: still-image anonymization and detection, health and readiness.
+"""The HTTP API: still images, live cameras (see ``camera_api``), health and readiness.
 
 CPU work never runs on the event loop: each request's decode -> detect -> anonymize -> encode is
 one job on the bounded ``WorkerPool``. Every error is JSON ``{"error": code, "detail": text}``.
@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
 from . import __version__
+from .camera_api import CameraNotFound, NoFrameYet, camera_routes
+from .cameras import Cameras
 from .config import Mode, Settings, Shape
 from .images import FORMATS, ImageError
 from .stills import anonymize_image, detect_image
@@ -63,15 +65,19 @@ def create_app(settings: Settings) -> FastAPI:
         max_wait_s=settings.server.max_wait_s,
     )
 
+    cameras = Cameras(settings)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(pool.warm_up)
+        cameras.start()
         app.state.ready = True
         log.info("ready: %d workers, detector %s", pool.workers, settings.detector.backend)
         try:
             yield
         finally:
             app.state.ready = False
+            await asyncio.to_thread(cameras.stop)
             await asyncio.to_thread(pool.shutdown)
 
     app = FastAPI(
@@ -94,6 +100,14 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(Overloaded)
     async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
         return error_response(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(CameraNotFound)
+    async def camera_not_found(_request: Request, exc: CameraNotFound) -> JSONResponse:
+        return error_response(404, "camera_not_found", str(exc))
+
+    @app.exception_handler(NoFrameYet)
+    async def no_frame_yet(_request: Request, exc: NoFrameYet) -> JSONResponse:
+        return error_response(503, "no_frame_yet", str(exc), {"Retry-After": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameter(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,4 +169,5 @@ def create_app(settings: Settings) -> FastAPI:
         result = await pool.run(lambda det: detect_image(data, det, score, settings.image))
         return result.as_json()
 
+    app.include_router(camera_routes(cameras))
     return app

@@ -14,6 +14,8 @@ from .config import ConfigError, Mode, Settings, Shape, load_settings
 from .detectors import create_detector
 from .images import EXTENSIONS, ImageError
 from .stills import anonymize_image, detect_image
+from .video import EXTENSIONS as VIDEO_EXTENSIONS
+from .video import VideoError, anonymize_video, frame_count
 
 log = logging.getLogger("streamer")
 
@@ -38,12 +40,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML settings")
     serve.add_argument("--host", help="address to listen on (default: server.host)")
     serve.add_argument("--port", type=int, help="port to listen on (default: server.port)")
+    serve.add_argument("--camera", action="append", metavar="NAME=SOURCE", default=[],
+                       help="serve this camera instead of the configured ones (repeatable); SOURCE is "
+                       "an rtsp:// URL, /dev/videoN or a video file")
+    serve.add_argument("--no-cameras", action="store_true", help="serve still images only")
     serve.set_defaults(run=_serve)
 
-    anonymize = commands.add_parser("anonymize", help="anonymize image files and folders")
-    anonymize.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image files or folders")
+    anonymize = commands.add_parser("anonymize", help="anonymize images, folders of images and video files")
+    anonymize.add_argument("inputs", nargs="+", type=Path, metavar="IN", help="image or video files, or folders")
     anonymize.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
-                           help="output folder, or output file when IN is one image")
+                           help="output folder, or output file when IN is one file")
+    anonymize.add_argument("--keep-audio", action="store_true", help="videos: copy the audio (dropped by default)")
     anonymize.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML settings")
     anonymize.add_argument("--mode", choices=[m.value for m in Mode])
     anonymize.add_argument("--shape", choices=[s.value for s in Shape])
@@ -67,8 +74,22 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
+    if args.camera or args.no_cameras:
+        try:
+            cameras = [_camera_flag(flag) for flag in args.camera]
+            settings = Settings.model_validate({**settings.model_dump(), "cameras": cameras})
+        except ValueError as exc:
+            print(f"streamer: --camera: {exc}", file=sys.stderr)
+            return 2
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.server.log_level)
     return 0
+
+
+def _camera_flag(flag: str) -> dict:
+    name, sep, source = flag.partition("=")
+    if not sep or not name or not source:
+        raise ValueError(f"{flag!r} is not NAME=SOURCE")
+    return {"name": name, "source": source}
 
 
 def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
@@ -86,8 +107,10 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     detector = create_detector(settings.detector)
     failed = 0
+    images = [(source, target) for source, target in jobs if source.suffix.lower() in EXTENSIONS]
+    videos = [(source, target) for source, target in jobs if source.suffix.lower() in VIDEO_EXTENSIONS]
     try:
-        for source, target in tqdm(jobs, unit="image", disable=len(jobs) < 2):
+        for source, target in tqdm(images, unit="image", disable=len(images) < 2):
             try:
                 result = anonymize_image(source.read_bytes(), detector, threshold, anonymizer, settings.image)
             except (OSError, ImageError) as exc:
@@ -96,24 +119,39 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(result.data)
-            log.debug("%s -> %s: %d faces", source, target, len(result.faces))
+        for source, target in videos:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
+                    report = anonymize_video(
+                        source, target, detector, threshold, anonymizer, settings.pipeline.hold_s,
+                        keep_audio=args.keep_audio, on_frame=bar.update,
+                    )
+            except (OSError, VideoError) as exc:
+                log.error("%s: skipped: %s", source, exc)
+                failed += 1
+                continue
+            log.info("%s -> %s: %d frames at %s fps", source, target, report.frames, report.fps)
     finally:
         detector.close()
-    log.info("anonymized %d of %d images into %s", len(jobs) - failed, len(jobs), args.output)
+    log.info("anonymized %d of %d files into %s", len(jobs) - failed, len(jobs), args.output)
     return 1 if failed else 0
 
 
 def _plan(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
-    """(source, target) pairs: folders are walked and mirrored below ``output``."""
-    if len(inputs) == 1 and inputs[0].is_file() and output.suffix.lower() in EXTENSIONS:
+    """(source, target) pairs: folders are walked for images and videos and mirrored below ``output``."""
+    known = EXTENSIONS.keys() | VIDEO_EXTENSIONS
+    if len(inputs) == 1 and inputs[0].is_file() and output.suffix.lower() in known:
         return [(inputs[0], output)]
     jobs = []
     for item in inputs:
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+            files = sorted(p for p in item.rglob("*") if p.suffix.lower() in known and p.is_file())
             jobs += [(p, output / item.name / p.relative_to(item)) for p in files]
-        elif item.is_file():
+        elif item.is_file() and item.suffix.lower() in known:
             jobs.append((item, output / item.name))
+        elif item.is_file():
+            raise ValueError(f"{item}: not an image or video file ({', '.join(sorted(known))})")
         else:
             raise ValueError(f"{item}: no such file or folder")
     for source, target in jobs:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "STREAMER_"
 ENV_NESTING = "__"
@@ -38,6 +38,12 @@ class Shape(str, Enum):
 class DetectorSettings(Strict):
     backend: str = "mediapipe"
     threshold: float = Field(0.3, ge=0.0, le=1.0)
+    scale: float = Field(
+        1.0, gt=0.0, le=4.0,
+        description="centerface: image resize factor before detection; >1 finds smaller faces, cost grows with its square",
+    )
+    threads: int = Field(1, ge=1, le=64, description="centerface: onnxruntime intra-op threads per detector")
+    model_dir: str = Field("", description="folder of prepared models; empty means <sys.prefix>/share/streamer/models")
 
 
 class AnonymizerSettings(Strict):
@@ -69,11 +75,46 @@ class ServerSettings(Strict):
     log_level: str = "info"
 
 
+class FailMode(str, Enum):
+    blur = "blur"
+    black = "black"
+
+
+class CameraSettings(Strict):
+    """One live source. ``source`` is an ``rtsp://`` URL, a ``/dev/videoN`` device or a video file."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    source: str = Field(min_length=1)
+    loop: bool = Field(True, description="files only: start again at the end")
+    realtime: bool = Field(True, description="files only: pace frames at the file's own rate")
+    enabled: bool = True
+
+
+class PipelineSettings(Strict):
+    detect_fps: float = Field(0.0, ge=0.0, description="most detections a second; 0 = as fast as it goes")
+    hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
+    fail_mode: FailMode = FailMode.blur
+    open_timeout_s: float = Field(10.0, gt=0.0)
+    read_timeout_s: float = Field(5.0, gt=0.0, description="no frame for this long: the source is reopened")
+    reconnect_backoff_s: tuple[float, ...] = Field((1, 1, 1, 5, 10, 60), min_length=1)
+    jpeg_quality: int = Field(80, ge=1, le=100)
+
+
 class Settings(Strict):
     detector: DetectorSettings = DetectorSettings()
     anonymizer: AnonymizerSettings = AnonymizerSettings()
     image: ImageSettings = ImageSettings()
     server: ServerSettings = ServerSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    cameras: tuple[CameraSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_camera_names(self) -> "Settings":
+        names = [camera.name for camera in self.cameras]
+        dupes = sorted({name for name in names if names.count(name) > 1})
+        if dupes:
+            raise ValueError(f"camera names must be unique; repeated: {', '.join(dupes)}")
+        return self
 
 
 class ConfigError(ValueError):

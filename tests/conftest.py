@@ -16,6 +16,8 @@ import httpx
 import numpy as np
 import pytest
 
+from streamer.detection import iou
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 FACES_DEV = SHARED / "faces-dev"
@@ -44,13 +46,15 @@ def read_rgb(entry: dict) -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(FACES_DEV / entry["file"])), cv2.COLOR_BGR2RGB)
 
 
-def iou(a: tuple | list, b: tuple | list) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    return inter / (aw * ah + bw * bh - inter) if inter else 0.0
+def matched_faces(detector, images: list[dict], max_height: float = float("inf"), threshold: float = 0.3) -> int:
+    """Labelled faces under ``max_height`` px that one of the detector's boxes matches at IoU 0.5."""
+    found = 0
+    for entry in images:
+        faces = detector.detect(read_rgb(entry), threshold)
+        for truth in entry["faces"]:
+            if truth[3] < max_height:
+                found += any(iou(face.box, truth) >= 0.5 for face in faces)
+    return found
 
 
 def free_port() -> int:
@@ -62,11 +66,11 @@ def free_port() -> int:
 class Server:
     """``streamer serve`` as a user runs it, in its own process, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], args: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "streamer", "serve", "--port", str(self.port), *args],
             cwd=ROOT,
             env={**os.environ, **env},
             stdout=subprocess.PIPE,
@@ -98,7 +102,7 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    srv = Server({"STREAMER_SERVER__WORKERS": "2", "STREAMER_IMAGE__MAX_BYTES": "3000000"})
+    srv = Server({"STREAMER_SERVER__WORKERS": "2", "STREAMER_IMAGE__MAX_BYTES": "3000000"}, ["--no-cameras"])
     try:
         srv.wait_ready()
         yield srv
@@ -111,8 +115,8 @@ def start_server() -> Iterator:
     """Start extra servers with their own settings; all are stopped at the end."""
     started: list[Server] = []
 
-    def start(env: dict[str, str]) -> Server:
-        srv = Server(env)
+    def start(env: dict[str, str], args: list[str] = ("--no-cameras",)) -> Server:
+        srv = Server(env, list(args))
         started.append(srv)
         srv.wait_ready()
         return srv

@@ -1,6 +1,6 @@
 import pytest
 
-from conftest import iou, read_rgb
+from conftest import matched_faces, read_rgb
 from streamer.config import DetectorSettings
 from streamer.detectors import create_detector
 
@@ -12,13 +12,14 @@ def detector():
     det.close()
 
 
-def test_finds_the_large_faces_of_easy_images(detector, easy_images):
-    found = total = 0
-    for entry in easy_images:
-        faces = detector.detect(read_rgb(entry), 0.3)
-        for truth in entry["faces"]:
-            total += 1
-            found += any(iou(face.box, truth) >= 0.5 for face in faces)
+@pytest.mark.parametrize("backend", ["mediapipe", "centerface"])
+def test_every_backend_finds_the_large_faces_of_easy_images(backend, easy_images):
+    det = create_detector(DetectorSettings(backend=backend))
+    try:
+        found = matched_faces(det, easy_images)
+    finally:
+        det.close()
+    total = sum(len(entry["faces"]) for entry in easy_images)
     assert total >= 12
     assert found / total >= 0.9
 

@@ -8,22 +8,31 @@ from ..config import DetectorSettings
 from ..detection import Detector
 
 
-def _blazeface() -> Detector:
+def _blazeface(settings: DetectorSettings) -> Detector:
     from .blazeface import BlazeFaceFullRange
 
     return BlazeFaceFullRange()
 
 
-BACKENDS: dict[str, Callable[[], Detector]] = {
+def _centerface(settings: DetectorSettings) -> Detector:
+    from ..models import centerface_path
+    from .centerface import CenterFace
+
+    return CenterFace(centerface_path(settings.model_dir), scale=settings.scale, threads=settings.threads)
+
+
+BACKENDS: dict[str, Callable[[DetectorSettings], Detector]] = {
     "mediapipe": _blazeface,
+    "centerface": _centerface,
 }
 
 
 def create_detector(settings: DetectorSettings) -> Detector:
-    """A new detector for one thread; raises ``ValueError`` naming the known backends."""
+    """A new detector for one thread; raises ``ValueError`` naming the known backends, and
+    ``streamer.models.ModelError`` when a backend's prepared model is missing."""
     try:
         factory = BACKENDS[settings.backend]
     except KeyError:
         known = ", ".join(sorted(BACKENDS))
         raise ValueError(f"detector.backend: unknown backend {settings.backend!r} (known: {known})") from None
-    return factory()
+    return factory(settings)

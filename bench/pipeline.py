@@ -1,0 +1,126 @@
+"""Live pipeline throughput: output fps, drops, latency, CPU and memory for 1, 2 and 4 cameras.
+
+Each run starts N cameras, each a real H.264 file played at its own 30 fps like a camera, with
+the configured detector, and measures after a warm-up. Every run is its own process so that its
+peak RSS is its own. Usage:
+
+    python bench/pipeline.py [--sizes 640x360 1280x720 1920x1080] [--cameras 1 2 4] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import subprocess
+import sys
+import time
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the test clip maker (ffmpeg over shared/data/video)
+
+from clips import SINGLE_FACE, make_clip  # noqa: E402
+
+from streamer.config import CameraSettings, load_settings  # noqa: E402
+from streamer.detectors import create_detector  # noqa: E402
+from streamer.pipeline import CameraPipeline  # noqa: E402
+
+CLIPS = ROOT / ".cache" / "bench-clips"
+
+
+def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
+    """Run ``cameras`` pipelines on one clip of ``size`` and return the figures."""
+    width, height = (int(v) for v in size.split("x"))
+    clip = make_clip(SINGLE_FACE, CLIPS, seconds=10, width=width, height=height, fps=30)
+    settings = load_settings()
+    pipelines = [
+        CameraPipeline(
+            CameraSettings(name=f"cam{i}", source=str(clip)),
+            settings.pipeline,
+            settings.anonymizer,
+            partial(create_detector, settings.detector),
+            settings.detector.threshold,
+        )
+        for i in range(cameras)
+    ]
+    for pipeline in pipelines:
+        pipeline.start()
+    time.sleep(warmup)
+    before = [pipeline.status() for pipeline in pipelines]
+    cpu0, wall0 = os.times(), time.monotonic()
+    deadline = wall0 + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+    cpu1, wall1 = os.times(), time.monotonic()
+    after = [pipeline.status() for pipeline in pipelines]
+    for pipeline in pipelines:
+        pipeline.stop()
+    elapsed = wall1 - wall0
+    cpu = (cpu1.user - cpu0.user + cpu1.system - cpu0.system) / elapsed * 100
+
+    def per_camera_rate(key: str, stage: str) -> float:
+        total = sum(a[key][stage] - b[key][stage] for a, b in zip(after, before))
+        return total / elapsed / cameras
+
+    return {
+        "size": size,
+        "cameras": cameras,
+        "output_fps": per_camera_rate("frames", "output"),
+        "detect_fps": per_camera_rate("frames", "detect"),
+        "dropped": {
+            stage: sum(a["dropped"][stage] - b["dropped"][stage] for a, b in zip(after, before))
+            for stage in ("detect", "anonymize", "encode")
+        },
+        "fail_closed": sum(a["fail_closed_frames"] - b["fail_closed_frames"] for a, b in zip(after, before)),
+        # over each camera's newest 300 output frames; the worst camera is reported
+        "latency_p50_ms": max(a["latency_ms"]["p50"] for a in after),
+        "latency_p95_ms": max(a["latency_ms"]["p95"] for a in after),
+        "cpu_percent": cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["640x360", "1280x720", "1920x1080"])
+    parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4])
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
+    parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--one", nargs=2, metavar=("SIZE", "CAMERAS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(run_once(args.one[0], int(args.one[1]), args.seconds, args.warmup)))
+        return
+
+    command = shlex.join(["python", "bench/pipeline.py", *sys.argv[1:]])
+    settings = load_settings()
+    print(f"command: {command}")
+    print(f"cores: {len(os.sched_getaffinity(0))}, detector: {settings.detector.backend}, "
+          f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s")
+    print()
+    print("| source | cameras | output fps / camera | detect fps / camera | dropped (detect / anonymize / encode) "
+          "| fail-closed frames | latency p50 / p95 ms | CPU % (of one core) | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for size in args.sizes:
+        for cameras in args.cameras:
+            out = subprocess.run(
+                [sys.executable, __file__, "--one", size, str(cameras), "--seconds", str(args.seconds),
+                 "--warmup", str(args.warmup)],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip().splitlines()[-1]
+            r = json.loads(out)
+            d = r["dropped"]
+            print(f"| {size} | {cameras} | {r['output_fps']:.1f} | {r['detect_fps']:.1f} "
+                  f"| {d['detect']} / {d['anonymize']} / {d['encode']} | {r['fail_closed']} "
+                  f"| {r['latency_p50_ms']:.0f} / {r['latency_p95_ms']:.0f} | {r['cpu_percent']:.0f} "
+                  f"| {r['peak_rss_mb']:.0f} |", flush=True)
+    print()
+    print(f"command: {command}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""HTTP routes for live cameras: status, MJPEG streams, snapshots, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import AsyncIterator
+
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import metrics
+from .cameras import Cameras
+from .pipeline import CameraPipeline
+
+_BOUNDARY = "frame"
+_NAME = Path(description="camera name from the configuration")
+
+
+class CameraNotFound(LookupError):
+    """No camera of that name; answered with 404."""
+
+
+class NoFrameYet(RuntimeError):
+    """The camera has not produced an anonymized frame yet; answered with 503."""
+
+
+def camera_routes(cameras: Cameras) -> APIRouter:
+    router = APIRouter()
+
+    def find(name: str) -> CameraPipeline:
+        pipeline = cameras.get(name)
+        if pipeline is None:
+            raise CameraNotFound(f"no camera named {name!r}")
+        return pipeline
+
+    @router.get("/api/cameras", summary="Every camera with its state, rates, drops and last error")
+    async def list_cameras() -> list[dict]:
+        return [pipeline.status() for pipeline in cameras]
+
+    @router.get("/api/cameras/{name}", summary="One camera's status")
+    async def camera(name: str = _NAME) -> dict:
+        return find(name).status()
+
+    @router.get(
+        "/api/cameras/{name}/frame.jpeg",
+        summary="The newest anonymized frame",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}},
+    )
+    async def frame(name: str = _NAME, height: int | None = Query(None, ge=16, le=4320)) -> Response:
+        pipeline = find(name)
+        latest = pipeline.hub.latest
+        if latest is None:
+            raise NoFrameYet(f"camera {name!r} has no frame yet ({pipeline.state.value})")
+        data = await asyncio.to_thread(pipeline.hub.jpeg, latest, height)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    @router.get(
+        "/api/cameras/{name}/stream.mjpeg",
+        summary="Live anonymized MJPEG (multipart/x-mixed-replace)",
+        response_class=StreamingResponse,
+        responses={200: {"content": {f"multipart/x-mixed-replace; boundary={_BOUNDARY}": {}}}, 404: {}},
+    )
+    async def stream(
+        name: str = _NAME,
+        fps: float | None = Query(None, gt=0, le=60, description="most frames a second to send"),
+        height: int | None = Query(None, ge=16, le=4320, description="scale frames down to this height"),
+    ) -> StreamingResponse:
+        pipeline = find(name)
+        return StreamingResponse(
+            _mjpeg(pipeline, fps, height),
+            media_type=f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        for pipeline in cameras:
+            pipeline.status()  # refreshes the rate gauges
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _mjpeg(pipeline: CameraPipeline, fps: float | None, height: int | None) -> AsyncIterator[bytes]:
+    hub = pipeline.hub
+    hub.viewers += 1
+    metrics.VIEWERS.labels(pipeline.name).set(hub.viewers)
+    try:
+        seq = -1
+        min_gap = 1.0 / fps if fps else 0.0
+        while True:
+            started = time.monotonic()
+            frame = await hub.next_frame(seq, timeout=5.0)
+            if frame is None:
+                continue  # no new frame yet: keep the connection and wait on
+            seq = frame.seq
+            data = await asyncio.to_thread(hub.jpeg, frame, height)
+            yield (
+                f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+                + data
+                + b"\r\n"
+            )
+            if min_gap and (rest := min_gap - (time.monotonic() - started)) > 0:
+                await asyncio.sleep(rest)
+    finally:
+        hub.viewers -= 1
+        metrics.VIEWERS.labels(pipeline.name).set(hub.viewers)

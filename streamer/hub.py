@@ -1,0 +1,101 @@
+"""Where a camera's anonymized frames meet their viewers.
+
+The pipeline publishes each anonymized frame once (pixels and a full-size JPEG). Viewers read the
+newest one: a slow viewer simply skips frames and never holds up the pipeline or other viewers.
+A viewer asking for another height shares one resize + encode per frame with every viewer of
+that height.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import simplejpeg
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    seq: int
+    pixels: np.ndarray  # RGB, anonymized; never written to
+    jpeg: bytes
+    captured: float
+    index: int  # the source frame's number since the camera started
+
+
+@dataclass(slots=True)
+class _Variants:
+    seq: int = -1
+    by_height: dict[int, bytes] = field(default_factory=dict)
+
+
+class FrameHub:
+    def __init__(self, jpeg_quality: int) -> None:
+        self._quality = jpeg_quality
+        self._latest: Published | None = None
+        self._lock = threading.Lock()
+        self._variants = _Variants()
+        self._waiters: set[asyncio.Future] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.viewers = 0
+
+    @property
+    def latest(self) -> Published | None:
+        return self._latest
+
+    def encode(self, pixels: np.ndarray) -> bytes:
+        return simplejpeg.encode_jpeg(pixels, quality=self._quality, colorspace="RGB", colorsubsampling="420")
+
+    def publish(self, pixels: np.ndarray, jpeg: bytes, captured: float, index: int) -> None:
+        """Called by the pipeline's encode thread for every output frame."""
+        seq = self._latest.seq + 1 if self._latest else 0
+        self._latest = Published(seq, pixels, jpeg, captured, index)
+        loop = self._loop
+        if loop is not None and self._waiters:
+            try:
+                loop.call_soon_threadsafe(self._wake)
+            except RuntimeError:  # the event loop has closed
+                self._loop = None
+
+    def jpeg(self, frame: Published, height: int | None) -> bytes:
+        """``frame`` as JPEG, scaled to ``height`` (never enlarged); blocking, run it off the loop."""
+        full_height = frame.pixels.shape[0]
+        if not height or height >= full_height:
+            return frame.jpeg
+        with self._lock:
+            if self._variants.seq != frame.seq:
+                self._variants = _Variants(frame.seq)
+            cached = self._variants.by_height.get(height)
+            if cached is None:
+                width = max(2, round(frame.pixels.shape[1] * height / full_height))
+                small = cv2.resize(frame.pixels, (width, height), interpolation=cv2.INTER_AREA)
+                cached = self._variants.by_height[height] = self.encode(small)
+            return cached
+
+    async def next_frame(self, after_seq: int, timeout: float) -> Published | None:
+        """The newest frame with a sequence number above ``after_seq``, waiting up to ``timeout``."""
+        latest = self._latest
+        if latest is not None and latest.seq > after_seq:
+            return latest
+        self._loop = asyncio.get_running_loop()
+        waiter = self._loop.create_future()
+        self._waiters.add(waiter)
+        try:
+            latest = self._latest  # a frame may have come between the check and the registration
+            if latest is None or latest.seq <= after_seq:
+                await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            self._waiters.discard(waiter)
+        latest = self._latest
+        return latest if latest is not None and latest.seq > after_seq else None
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)

@@ -1,0 +1,296 @@
+"""One camera's live pipeline: capture -> detect -> anonymize -> encode, one thread per stage.
+
+Capture hands every frame to the anonymizer and the newest frame to the detector, through
+``LatestQueue``s: a stage that falls behind drops frames and counts them, nothing queues without
+bound. The detector runs at its own pace and feeds a ``Tracker``; the anonymizer hides the faces
+the tracker holds at each frame's capture time.
+
+Fail closed: a frame whose newest detection is older than the hold time (the detector is slow,
+stalled or failing, or has not started) is hidden whole. No frame reaches the encoder any other way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from enum import Enum
+from functools import partial
+from typing import Callable
+
+import numpy as np
+
+from . import metrics
+from .anonymize import Anonymizer, hide_all
+from .buffers import LatestQueue
+from .config import AnonymizerSettings, CameraSettings, PipelineSettings
+from .detection import Detector
+from .hub import FrameHub
+from .sources import Frame, SourceEnded, SourceError, frames, redact, source_kind
+from .tracking import Tracker
+
+log = logging.getLogger("streamer.pipeline")
+
+_POLL_S = 0.25  # how often idle threads look at the stop flag
+
+
+class CameraState(str, Enum):
+    starting = "starting"
+    streaming = "streaming"
+    reconnecting = "reconnecting"
+    ended = "ended"
+    stopped = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class _Anonymized:
+    pixels: np.ndarray
+    captured: float
+    index: int
+    faces: int
+
+
+class RateMeter:
+    """Events per second over a sliding window."""
+
+    def __init__(self, window_s: float = 2.0) -> None:
+        self._window = window_s
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._times.append(now)
+            self._trim(now)
+
+    def rate(self) -> float:
+        now = time.monotonic()
+        with self._lock:
+            self._trim(now)
+            if len(self._times) < 2:
+                return 0.0
+            return (len(self._times) - 1) / max(now - self._times[0], 1e-6)
+
+    def _trim(self, now: float) -> None:
+        while self._times and self._times[0] < now - self._window:
+            self._times.popleft()
+
+
+class CameraPipeline:
+    def __init__(
+        self,
+        camera: CameraSettings,
+        settings: PipelineSettings,
+        anonymizer: AnonymizerSettings,
+        detector_factory: Callable[[], Detector],
+        threshold: float,
+    ) -> None:
+        self.camera = camera
+        self.name = camera.name
+        self.hub = FrameHub(settings.jpeg_quality)
+        self._settings = settings
+        self._anonymizer = Anonymizer(anonymizer)
+        self._detector_factory = detector_factory
+        self._threshold = threshold
+        self._tracker = Tracker(settings.hold_s)
+        self._to_detect: LatestQueue[Frame] = LatestQueue(1)
+        self._to_anonymize: LatestQueue[Frame] = LatestQueue(2)
+        self._to_encode: LatestQueue[_Anonymized] = LatestQueue(2)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._rates = {stage: RateMeter() for stage in ("capture", "detect", "output")}
+        self._counts = dict.fromkeys(self._rates, 0)
+        self.state = CameraState.starting
+        self.last_error: str | None = None
+        self.detector_error: str | None = None
+        self.reconnects = 0
+        self.faces = 0
+        self.fail_closed = 0
+        self._latencies: deque[float] = deque(maxlen=300)  # seconds, the newest output frames
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for stage, target in (
+            ("capture", self._capture_loop),
+            ("detect", self._detect_loop),
+            ("anonymize", partial(self._consume, self._to_anonymize, self._anonymize)),
+            ("encode", partial(self._consume, self._to_encode, self._encode)),
+        ):
+            thread = threading.Thread(target=target, name=f"{self.name}-{stage}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self.state = CameraState.stopped
+        metrics.UP.labels(self.name).set(0)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def status(self) -> dict:
+        fps = {stage: round(meter.rate(), 1) for stage, meter in self._rates.items()}
+        for stage, value in fps.items():
+            metrics.FPS.labels(self.name, stage).set(value)
+        return {
+            "name": self.name,
+            "source": redact(self.camera.source),
+            "kind": source_kind(self.camera.source).value,
+            "state": self.state.value,
+            "fps": fps,
+            "frames": dict(self._counts),
+            "dropped": {
+                "detect": self._to_detect.dropped,
+                "anonymize": self._to_anonymize.dropped,
+                "encode": self._to_encode.dropped,
+            },
+            "fail_closed_frames": self.fail_closed,
+            "faces": self.faces,
+            "latency_ms": self.latency_ms(),
+            "reconnects": self.reconnects,
+            "viewers": self.hub.viewers,
+            "last_error": self.last_error,
+            "detector": self._detector_status(),
+        }
+
+    def _count(self, stage: str) -> None:
+        self._counts[stage] += 1
+        self._rates[stage].tick()
+        metrics.FRAMES.labels(self.name, stage).inc()
+
+    def latency_ms(self) -> dict[str, float] | None:
+        """Capture-to-output latency over the newest output frames: median and 95th percentile."""
+        samples = list(self._latencies)
+        if not samples:
+            return None
+        p50, p95 = np.percentile(samples, [50, 95])
+        return {"p50": round(p50 * 1000, 1), "p95": round(p95 * 1000, 1)}
+
+    def _detector_status(self) -> str:
+        if self.detector_error:
+            return self.detector_error
+        last = self._tracker.last_detection
+        if last is None:
+            return "starting"
+        age = time.monotonic() - last
+        if age > self._settings.hold_s and self.state is CameraState.streaming:
+            return f"stalled: newest result is {age:.1f} s old, frames are hidden whole"
+        return "ok"
+
+    # -- stages ----------------------------------------------------------------------------
+
+    def _capture_loop(self) -> None:
+        backoff = self._settings.reconnect_backoff_s
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                with contextlib.closing(
+                    frames(self.camera, self._settings.open_timeout_s, self._settings.read_timeout_s)
+                ) as source:
+                    for frame in source:
+                        if self._stop.is_set():
+                            return
+                        if self.state is not CameraState.streaming:
+                            self.state = CameraState.streaming
+                            metrics.UP.labels(self.name).set(1)
+                            log.info("camera %s: streaming", self.name)
+                        attempt = 0
+                        self._count("capture")
+                        if self._to_detect.put(frame):
+                            metrics.DROPPED.labels(self.name, "detect").inc()
+                        if self._to_anonymize.put(frame):
+                            metrics.DROPPED.labels(self.name, "anonymize").inc()
+            except SourceEnded as exc:
+                self.last_error = str(exc)
+                self.state = CameraState.ended
+                metrics.UP.labels(self.name).set(0)
+                log.info("camera %s: %s", self.name, exc)
+                return
+            except SourceError as exc:
+                self.last_error = str(exc)
+                log.warning("camera %s: %s", self.name, exc)
+            except Exception as exc:  # a bug or a library failure must not kill the camera
+                self.last_error = f"unexpected error: {exc}"
+                log.exception("camera %s: capture failed", self.name)
+            if self._stop.is_set():
+                return
+            self.state = CameraState.reconnecting
+            metrics.UP.labels(self.name).set(0)
+            wait = backoff[min(attempt, len(backoff) - 1)]
+            attempt += 1
+            self.reconnects += 1
+            metrics.RECONNECTS.labels(self.name).inc()
+            log.info("camera %s: reconnecting in %g s (attempt %d)", self.name, wait, attempt)
+            self._stop.wait(wait)
+
+    def _detect_loop(self) -> None:
+        detector: Detector | None = None
+        min_period = 1.0 / self._settings.detect_fps if self._settings.detect_fps else 0.0
+        next_start = 0.0
+        try:
+            while not self._stop.is_set():
+                if min_period and (delay := next_start - time.monotonic()) > 0:
+                    self._stop.wait(delay)
+                frame = self._to_detect.get(_POLL_S)
+                if frame is None:
+                    continue
+                next_start = time.monotonic() + min_period
+                try:
+                    if detector is None:
+                        detector = self._detector_factory()
+                    started = time.monotonic()
+                    faces = detector.detect(frame.pixels, self._threshold)
+                    elapsed = time.monotonic() - started
+                except Exception as exc:
+                    if self.detector_error is None:
+                        log.error("camera %s: detector failed, frames are hidden whole: %s", self.name, exc)
+                    self.detector_error = f"failing: {exc}"
+                    if detector is not None:
+                        with contextlib.suppress(Exception):
+                            detector.close()
+                    detector = None
+                    self._stop.wait(1.0)
+                    continue
+                if self.detector_error is not None:
+                    log.info("camera %s: detector recovered", self.name)
+                    self.detector_error = None
+                self._tracker.update(frame.captured, faces)
+                self._count("detect")
+                metrics.DETECT_SECONDS.labels(self.name).observe(elapsed)
+        finally:
+            if detector is not None:
+                detector.close()
+
+    def _consume(self, queue: LatestQueue, handle: Callable) -> None:
+        while not self._stop.is_set():
+            item = queue.get(_POLL_S)
+            if item is not None:
+                handle(item)
+
+    def _anonymize(self, frame: Frame) -> None:
+        faces = self._tracker.faces_at(frame.captured)
+        if faces is None:
+            pixels = hide_all(frame.pixels, self._settings.fail_mode)
+            self.fail_closed += 1
+            metrics.FAIL_CLOSED.labels(self.name).inc()
+        else:
+            pixels = self._anonymizer.apply(frame.pixels.copy(), faces)
+        if self._to_encode.put(_Anonymized(pixels, frame.captured, frame.index, len(faces or ()))):
+            metrics.DROPPED.labels(self.name, "encode").inc()
+
+    def _encode(self, item: _Anonymized) -> None:
+        jpeg = self.hub.encode(item.pixels)
+        self.hub.publish(item.pixels, jpeg, item.captured, item.index)
+        latency = time.monotonic() - item.captured
+        self._latencies.append(latency)
+        self.faces = item.faces
+        self._count("output")
+        metrics.LATENCY_SECONDS.labels(self.name).observe(latency)
+        metrics.FACES.labels(self.name).observe(item.faces)

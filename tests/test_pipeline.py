@@ -1,0 +1,190 @@
+"""The live pipeline in-process, fed by a real video file, with detectors made slow, failing or stalled."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from clips import SINGLE_FACE, make_clip
+from imaging import crop, detail_kept, sharpness
+from streamer.config import AnonymizerSettings, CameraSettings, DetectorSettings, FailMode, PipelineSettings
+from streamer.detection import Face
+from streamer.detectors import create_detector
+from streamer.pipeline import CameraPipeline
+
+
+@pytest.fixture(scope="module")
+def face_clip(tmp_path_factory) -> Path:
+    return make_clip(SINGLE_FACE, tmp_path_factory.mktemp("clips"), seconds=4, width=640, height=360)
+
+
+@pytest.fixture(scope="module")
+def raw_frames(face_clip) -> list[tuple[np.ndarray, list[Face]]]:
+    """Every raw frame of the clip with the faces the detector finds on it at 0.5."""
+    detector = create_detector(DetectorSettings())
+    try:
+        with av.open(str(face_clip)) as container:
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+        return [(pixels, detector.detect(pixels, 0.5)) for pixels in frames]
+    finally:
+        detector.close()
+
+
+@pytest.fixture(scope="module")
+def reference(raw_frames) -> tuple[np.ndarray, Face]:
+    raw, faces = raw_frames[0]
+    assert len(faces) == 1, "the reference clip shows one face"
+    return raw, faces[0]
+
+
+class SlowDetector:
+    """A real detector that takes at least ``delay`` seconds a call."""
+
+    name = "slow"
+
+    def __init__(self, delay: float) -> None:
+        self._inner = create_detector(DetectorSettings())
+        self._delay = delay
+
+    def detect(self, image, threshold):
+        started = time.monotonic()
+        faces = self._inner.detect(image, threshold)
+        time.sleep(max(0.0, self._delay - (time.monotonic() - started)))
+        return faces
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class BrokenDetector:
+    name = "broken"
+
+    def detect(self, image, threshold):
+        raise RuntimeError("model file is corrupt")
+
+    def close(self) -> None:
+        pass
+
+
+class StallingDetector:
+    """Works for ``good_calls`` calls, then blocks until released: a hung inference."""
+
+    name = "stalling"
+
+    def __init__(self, good_calls: int, release: threading.Event) -> None:
+        self._inner = create_detector(DetectorSettings())
+        self._left = good_calls
+        self._release = release
+
+    def detect(self, image, threshold):
+        if self._left <= 0:
+            self._release.wait()
+        self._left -= 1
+        return self._inner.detect(image, threshold)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def run_pipeline(clip: Path, factory, seconds: float, **pipeline) -> tuple[CameraPipeline, list]:
+    """Run a pipeline on the clip (looped, real time) for ``seconds``; returns it and its output frames."""
+    pipe = CameraPipeline(
+        CameraSettings(name="test", source=str(clip)),
+        PipelineSettings(**pipeline),
+        AnonymizerSettings(),
+        factory,
+        threshold=0.3,
+    )
+    outputs, seen = [], -1
+    pipe.start()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            latest = pipe.hub.latest
+            if latest is not None and latest.seq != seen:
+                seen = latest.seq
+                outputs.append(latest)
+            time.sleep(0.005)
+    finally:
+        status = pipe.status()
+        pipe.stop()
+    pipe.final_status = status
+    return pipe, outputs
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def test_every_output_frame_has_the_face_hidden(face_clip, raw_frames):
+    pipe, outputs = run_pipeline(face_clip, lambda: create_detector(DetectorSettings()), seconds=3)
+    assert pipe.final_status["fps"]["output"] >= 20
+    assert len(outputs) >= 60
+    detector = create_detector(DetectorSettings())
+    try:
+        for frame in outputs:
+            raw, faces = raw_frames[frame.index % len(raw_frames)]
+            for face in faces:
+                assert detail_kept(crop(raw, face.box), crop(frame.pixels, face.box)) < 0.2
+            # The raw face scores over 0.9; what is left of it must not look like a face.
+            assert not detector.detect(frame.pixels, 0.7)
+    finally:
+        detector.close()
+    # Frames before the first detection are hidden whole; later ones only where the face is.
+    last = outputs[-1]
+    assert sharpness(last.pixels) > 0.3 * sharpness(raw_frames[last.index % len(raw_frames)][0])
+
+
+def test_a_slow_detector_drops_frames_but_output_keeps_the_capture_rate(face_clip):
+    rss_before = rss_mb()
+    pipe, outputs = run_pipeline(face_clip, lambda: SlowDetector(0.15), seconds=4)
+    status = pipe.final_status
+    assert status["dropped"]["detect"] > 30  # the detector skipped most frames
+    assert status["fps"]["detect"] < 8
+    assert status["fps"]["output"] >= 20  # ...but every captured frame still went out
+    assert status["fail_closed_frames"] < 15  # only until the first detection
+    assert len(pipe._to_anonymize) <= 2 and len(pipe._to_encode) <= 2
+    assert rss_mb() - rss_before < 150
+
+
+def test_a_failing_detector_yields_only_frames_hidden_whole(face_clip, reference):
+    raw, _ = reference
+    pipe, outputs = run_pipeline(face_clip, BrokenDetector, seconds=1.5)
+    assert len(outputs) >= 20
+    assert pipe.final_status["detector"].startswith("failing: model file is corrupt")
+    assert pipe.final_status["fail_closed_frames"] >= len(outputs)
+    for frame in outputs:
+        assert sharpness(frame.pixels) < 0.05 * sharpness(raw)
+
+
+def test_black_fail_mode_sends_black_frames(face_clip):
+    _, outputs = run_pipeline(face_clip, BrokenDetector, seconds=1, fail_mode=FailMode.black)
+    assert outputs and all(not frame.pixels.any() for frame in outputs)
+
+
+def test_a_stalled_detector_turns_output_to_whole_frame_hiding_after_the_hold(face_clip, reference):
+    raw, _ = reference
+    release = threading.Event()
+    try:
+        pipe, outputs = run_pipeline(
+            face_clip, lambda: StallingDetector(10, release), seconds=3, hold_s=0.5
+        )
+    finally:
+        release.set()
+    assert pipe.final_status["detector"].startswith("stalled")
+    late = [f for f in outputs if f.captured > outputs[-1].captured - 1.0]
+    assert late and all(sharpness(frame.pixels) < 0.05 * sharpness(raw) for frame in late)
+
+
+def test_detection_rate_can_be_capped(face_clip):
+    pipe, outputs = run_pipeline(face_clip, lambda: create_detector(DetectorSettings()), seconds=3, detect_fps=5)
+    assert 3 <= pipe.final_status["fps"]["detect"] <= 6.5
+    assert pipe.final_status["fps"]["output"] >= 20

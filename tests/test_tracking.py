@@ -1,0 +1,47 @@
+from streamer.buffers import LatestQueue
+from streamer.detection import Face
+from streamer.tracking import Tracker
+
+FACE = Face((100, 100, 50, 60), 0.9)
+
+
+def test_a_face_stays_hidden_for_the_hold_time_after_it_is_lost():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(10.0, [FACE])
+    tracker.update(10.2, [])  # the detector misses it
+    assert tracker.faces_at(10.3) == [FACE]
+    tracker.update(10.6, [])
+    assert tracker.faces_at(10.6) == []  # 0.6 s after it was last seen: released
+
+
+def test_a_moving_face_keeps_one_box_that_follows_it():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [FACE])
+    moved = Face((110, 104, 50, 60), 0.8)
+    tracker.update(1.1, [moved])
+    assert tracker.faces_at(1.1) == [moved]
+
+
+def test_a_face_that_jumps_is_hidden_at_both_places_until_the_old_box_expires():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [FACE])
+    far = Face((400, 100, 50, 60), 0.8)
+    tracker.update(1.1, [far])
+    assert set(f.box for f in tracker.faces_at(1.1)) == {FACE.box, far.box}
+
+
+def test_stale_detection_means_no_answer_so_the_frame_is_hidden_whole():
+    tracker = Tracker(hold_s=0.5)
+    assert tracker.faces_at(1.0) is None  # nothing detected yet
+    tracker.update(1.0, [])
+    assert tracker.faces_at(1.4) == []
+    assert tracker.faces_at(1.6) is None  # newest detection older than the hold time
+
+
+def test_latest_queue_drops_the_oldest_and_counts_it():
+    queue: LatestQueue[int] = LatestQueue(2)
+    assert not queue.put(1) and not queue.put(2)
+    assert queue.put(3)  # 1 is dropped
+    assert len(queue) == 2 and queue.dropped == 1
+    assert queue.get(0.01) == 2 and queue.get(0.01) == 3
+    assert queue.get(0.01) is None
