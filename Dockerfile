@@ -10,6 +10,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streamer ./streamer
 COPY configs ./configs
+COPY web ./web
 # The CenterFace model is prepared here, as root, into /usr/local/share/streamer/models.
 RUN pip install --no-cache-dir . \
     && python -m streamer.models \

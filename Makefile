@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Shared libraries that the OpenCV build pulled in by mediapipe loads.
 RUNTIME_APT := libgl1 libglib2.0-0
-# The tests' local RTSP camera (tests/rtsp_server.py, run by the system python3) and test clips (ffmpeg).
+# The tests' local RTSP camera (tests/rtsp_server.py, run by the system python3), test clips
+# (ffmpeg) and the browser that Playwright drives for the web UI tests (chromium).
 TEST_APT := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi ffmpeg
+  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi ffmpeg chromium
 
 .PHONY: install run test bench-accuracy clean
 

@@ -9,22 +9,28 @@ from __future__ import annotations
 import asyncio
 import logging
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from . import __version__
-from .camera_api import CameraNotFound, NoFrameYet, camera_routes
-from .cameras import Cameras
+from .camera_api import NoFrameYet, camera_routes
+from .cameras import CameraNotFound, Cameras
 from .config import Mode, Settings, Shape
 from .images import FORMATS, ImageError
 from .stills import anonymize_image, detect_image
 from .uploads import UploadError, read_image
+from .webrtc import SessionError, WebRtcPeers
+from .webrtc_api import webrtc_routes
 from .workers import Overloaded, WorkerPool
 
 log = logging.getLogger("streamer.api")
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 _IMAGE_BODY = {
     "requestBody": {
@@ -66,6 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
 
     cameras = Cameras(settings)
+    peers = WebRtcPeers(settings.webrtc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             app.state.ready = False
+            await peers.close_all()
             await asyncio.to_thread(cameras.stop)
             await asyncio.to_thread(pool.shutdown)
 
@@ -108,6 +116,11 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(NoFrameYet)
     async def no_frame_yet(_request: Request, exc: NoFrameYet) -> JSONResponse:
         return error_response(503, "no_frame_yet", str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(SessionError)
+    async def session_error(_request: Request, exc: SessionError) -> JSONResponse:
+        headers = {"Retry-After": "5"} if exc.status == 503 else None
+        return error_response(exc.status, "webrtc", str(exc), headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameter(_request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -169,5 +182,10 @@ def create_app(settings: Settings) -> FastAPI:
         result = await pool.run(lambda det: detect_image(data, det, score, settings.image))
         return result.as_json()
 
-    app.include_router(camera_routes(cameras))
+    app.include_router(camera_routes(cameras, peers))
+    app.include_router(webrtc_routes(cameras, peers))
+    if WEB_DIR.is_dir():  # the browser UI; last, so that it never shadows an API route
+        app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    else:
+        log.warning("no web UI: %s is missing", WEB_DIR)
     return app

@@ -13,35 +13,35 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import metrics
 from .cameras import Cameras
 from .pipeline import CameraPipeline
+from .webrtc import WebRtcPeers
 
 _BOUNDARY = "frame"
 _NAME = Path(description="camera name from the configuration")
-
-
-class CameraNotFound(LookupError):
-    """No camera of that name; answered with 404."""
 
 
 class NoFrameYet(RuntimeError):
     """The camera has not produced an anonymized frame yet; answered with 503."""
 
 
-def camera_routes(cameras: Cameras) -> APIRouter:
+def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
     router = APIRouter()
 
-    def find(name: str) -> CameraPipeline:
-        pipeline = cameras.get(name)
-        if pipeline is None:
-            raise CameraNotFound(f"no camera named {name!r}")
-        return pipeline
+    def status(pipeline: CameraPipeline) -> dict:
+        encoders = peers.encoders(pipeline.name)
+        return {
+            **pipeline.status(),
+            "webrtc_sessions": len(peers.sessions(pipeline.name)),
+            # encoders with viewers; an idle one has stopped its thread
+            "webrtc_encoders": {e.codec: {"viewers": e.viewers, "frames": e.frames} for e in encoders if e.viewers},
+        }
 
     @router.get("/api/cameras", summary="Every camera with its state, rates, drops and last error")
     async def list_cameras() -> list[dict]:
-        return [pipeline.status() for pipeline in cameras]
+        return [status(pipeline) for pipeline in cameras]
 
     @router.get("/api/cameras/{name}", summary="One camera's status")
     async def camera(name: str = _NAME) -> dict:
-        return find(name).status()
+        return status(cameras.get(name))
 
     @router.get(
         "/api/cameras/{name}/frame.jpeg",
@@ -50,7 +50,7 @@ def camera_routes(cameras: Cameras) -> APIRouter:
         responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}},
     )
     async def frame(name: str = _NAME, height: int | None = Query(None, ge=16, le=4320)) -> Response:
-        pipeline = find(name)
+        pipeline = cameras.get(name)
         latest = pipeline.hub.latest
         if latest is None:
             raise NoFrameYet(f"camera {name!r} has no frame yet ({pipeline.state.value})")
@@ -68,7 +68,7 @@ def camera_routes(cameras: Cameras) -> APIRouter:
         fps: float | None = Query(None, gt=0, le=60, description="most frames a second to send"),
         height: int | None = Query(None, ge=16, le=4320, description="scale frames down to this height"),
     ) -> StreamingResponse:
-        pipeline = find(name)
+        pipeline = cameras.get(name)
         return StreamingResponse(
             _mjpeg(pipeline, fps, height),
             media_type=f"multipart/x-mixed-replace; boundary={_BOUNDARY}",

@@ -12,6 +12,10 @@ from .pipeline import CameraPipeline
 log = logging.getLogger("streamer.cameras")
 
 
+class CameraNotFound(LookupError):
+    """No camera of that name; the API answers 404."""
+
+
 class Cameras:
     def __init__(self, settings: Settings) -> None:
         self._pipelines = {
@@ -29,8 +33,12 @@ class Cameras:
     def __iter__(self):
         return iter(self._pipelines.values())
 
-    def get(self, name: str) -> CameraPipeline | None:
-        return self._pipelines.get(name)
+    def get(self, name: str) -> CameraPipeline:
+        """The camera's pipeline; raises ``CameraNotFound``."""
+        try:
+            return self._pipelines[name]
+        except KeyError:
+            raise CameraNotFound(f"no camera named {name!r}") from None
 
     def start(self) -> None:
         for pipeline in self._pipelines.values():

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "STREAMER_"
 ENV_NESTING = "__"
@@ -100,12 +100,32 @@ class PipelineSettings(Strict):
     jpeg_quality: int = Field(80, ge=1, le=100)
 
 
+class WebRtcSettings(Strict):
+    codecs: tuple[str, ...] = Field(("h264", "vp8"), min_length=1, description="in order of preference")
+    bitrate_kbps: int = Field(2500, ge=100, le=50_000)
+    keyframe_interval_s: float = Field(2.0, gt=0.0, le=60.0)
+    max_height: int = Field(0, ge=0, description="scale frames down to this height before encoding; 0 = as captured")
+    max_sessions: int = Field(32, ge=1, description="open WebRTC sessions over all cameras")
+    host_addresses: tuple[str, ...] = Field(
+        (), description="ICE host candidates; empty = every non-loopback interface (aioice's default)"
+    )
+
+    @field_validator("codecs")
+    @classmethod
+    def _known_codecs(cls, codecs: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(codecs) - {"h264", "vp8"})
+        if unknown:
+            raise ValueError(f"unknown codec(s) {', '.join(unknown)}; use h264 and/or vp8")
+        return codecs
+
+
 class Settings(Strict):
     detector: DetectorSettings = DetectorSettings()
     anonymizer: AnonymizerSettings = AnonymizerSettings()
     image: ImageSettings = ImageSettings()
     server: ServerSettings = ServerSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    webrtc: WebRtcSettings = WebRtcSettings()
     cameras: tuple[CameraSettings, ...] = ()
 
     @model_validator(mode="after")

@@ -39,6 +39,7 @@ class FrameHub:
         self._lock = threading.Lock()
         self._variants = _Variants()
         self._waiters: set[asyncio.Future] = set()
+        self._published = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.viewers = 0
 
@@ -51,8 +52,10 @@ class FrameHub:
 
     def publish(self, pixels: np.ndarray, jpeg: bytes, captured: float, index: int) -> None:
         """Called by the pipeline's encode thread for every output frame."""
-        seq = self._latest.seq + 1 if self._latest else 0
-        self._latest = Published(seq, pixels, jpeg, captured, index)
+        with self._published:
+            seq = self._latest.seq + 1 if self._latest else 0
+            self._latest = Published(seq, pixels, jpeg, captured, index)
+            self._published.notify_all()
         loop = self._loop
         if loop is not None and self._waiters:
             try:
@@ -74,6 +77,13 @@ class FrameHub:
                 small = cv2.resize(frame.pixels, (width, height), interpolation=cv2.INTER_AREA)
                 cached = self._variants.by_height[height] = self.encode(small)
             return cached
+
+    def wait_frame(self, after_seq: int, timeout: float) -> Published | None:
+        """Thread-side ``next_frame``: blocks up to ``timeout`` for a frame newer than ``after_seq``."""
+        with self._published:
+            self._published.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq, timeout)
+            latest = self._latest
+        return latest if latest is not None and latest.seq > after_seq else None
 
     async def next_frame(self, after_seq: int, timeout: float) -> Published | None:
         """The newest frame with a sequence number above ``after_seq``, waiting up to ``timeout``."""

@@ -124,3 +124,29 @@ def start_server() -> Iterator:
     yield start
     for srv in started:
         srv.stop()
+
+
+def camera(server: Server, name: str = "cam") -> dict:
+    """A camera's status from the server's API."""
+    return httpx.get(f"{server.url}/api/cameras/{name}").json()
+
+
+def wait_for(predicate, timeout: float, what: str):
+    """Poll ``predicate`` until it is truthy; fails the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def live_server(start_server, tmp_path_factory) -> Server:
+    """A server with one camera, ``cam``: the single-face clip at 640x360, looped in real time."""
+    from browser import LOOPBACK_WEBRTC
+    from clips import SINGLE_FACE, make_clip
+
+    clip = make_clip(SINGLE_FACE, tmp_path_factory.mktemp("clips"), seconds=4, width=640, height=360)
+    return start_server(LOOPBACK_WEBRTC, ["--camera", f"cam={clip}"])

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from clips import PEDESTRIANS, SINGLE_FACE, make_clip
+from conftest import camera, wait_for
 from imaging import sharpness
 from rtsp import rtsp_servers  # noqa: F401  (fixture)
 from streamer.config import DetectorSettings
@@ -52,19 +53,6 @@ def mjpeg_frames(url: str, count: int, timeout: float = 20) -> list[np.ndarray]:
             if len(frames) >= count:
                 return frames
     raise AssertionError(f"the stream ended after {len(frames)} frames")
-
-
-def camera(server, name: str) -> dict:
-    return httpx.get(f"{server.url}/api/cameras/{name}").json()
-
-
-def wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_rtsp_camera_is_served_anonymized_over_mjpeg(rtsp_servers, start_server, clips):

@@ -1,0 +1,53 @@
+// Still images: send each picked or dropped file to /v1/anonymize and show both side by side.
+const form = document.getElementById("options");
+const drop = document.getElementById("drop");
+const input = document.getElementById("files");
+const results = document.getElementById("results");
+const errorBox = document.getElementById("error");
+
+async function anonymize(file) {
+  const node = document.getElementById("result").content.firstElementChild.cloneNode(true);
+  node.querySelector(".title").textContent = file.name;
+  node.querySelector(".original").src = URL.createObjectURL(file);
+  results.prepend(node);
+  const params = new URLSearchParams(new FormData(form));
+  const body = new FormData();
+  body.append("file", file, file.name);
+  const reply = await fetch(`v1/anonymize?${params}`, { method: "POST", body });
+  if (!reply.ok) {
+    const problem = await reply.json().catch(() => ({ detail: reply.statusText }));
+    node.querySelector(".caption").textContent = `Refused (${reply.status}): ${problem.detail}`;
+    node.classList.add("failed");
+    return;
+  }
+  const url = URL.createObjectURL(await reply.blob());
+  const faces = reply.headers.get("X-Faces-Detected");
+  node.querySelector(".anonymized").src = url;
+  node.querySelector(".caption").textContent = `Anonymized: ${faces} face${faces === "1" ? "" : "s"} hidden`;
+  node.dataset.faces = faces;
+  const link = node.querySelector(".download");
+  link.href = url;
+  link.download = file.name.replace(/(\.[^.]+)?$/, "-anonymized$1");
+}
+
+async function handle(files) {
+  errorBox.hidden = true;
+  for (const file of files) {
+    try {
+      await anonymize(file);
+    } catch (e) {
+      errorBox.textContent = `${file.name}: ${e.message}`;
+      errorBox.hidden = false;
+    }
+  }
+}
+
+input.addEventListener("change", () => handle([...input.files]));
+drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") input.click(); });
+drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
+drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+drop.addEventListener("drop", (e) => {
+  e.preventDefault();
+  drop.classList.remove("over");
+  handle([...e.dataTransfer.files]);
+});
