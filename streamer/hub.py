@@ -1,9 +1,9 @@
 """Where a camera's anonymized frames meet their viewers.
 
-The pipeline publishes each anonymized frame once (pixels and a full-size JPEG). Viewers read the
-newest one: a slow viewer simply skips frames and never holds up the pipeline or other viewers.
-A viewer asking for another height shares one resize + encode per frame with every viewer of
-that height.
+The pipeline publishes each anonymized frame once. Viewers read the newest one: a slow viewer
+simply skips frames and never holds up the pipeline or other viewers. JPEGs are made on demand
+and shared: one encode per frame and height, whatever the number of MJPEG viewers, and none
+while nobody watches (WebRTC viewers take the pixels; see ``webrtc.SharedEncoder``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import simplejpeg
 class Published:
     seq: int
     pixels: np.ndarray  # RGB, anonymized; never written to
-    jpeg: bytes
     captured: float
     index: int  # the source frame's number since the camera started
 
@@ -47,14 +46,11 @@ class FrameHub:
     def latest(self) -> Published | None:
         return self._latest
 
-    def encode(self, pixels: np.ndarray) -> bytes:
-        return simplejpeg.encode_jpeg(pixels, quality=self._quality, colorspace="RGB", colorsubsampling="420")
-
-    def publish(self, pixels: np.ndarray, jpeg: bytes, captured: float, index: int) -> None:
+    def publish(self, pixels: np.ndarray, captured: float, index: int) -> Published:
         """Called by the pipeline's encode thread for every output frame."""
         with self._published:
             seq = self._latest.seq + 1 if self._latest else 0
-            self._latest = Published(seq, pixels, jpeg, captured, index)
+            self._latest = published = Published(seq, pixels, captured, index)
             self._published.notify_all()
         loop = self._loop
         if loop is not None and self._waiters:
@@ -62,20 +58,23 @@ class FrameHub:
                 loop.call_soon_threadsafe(self._wake)
             except RuntimeError:  # the event loop has closed
                 self._loop = None
+        return published
 
-    def jpeg(self, frame: Published, height: int | None) -> bytes:
+    def jpeg(self, frame: Published, height: int | None = None) -> bytes:
         """``frame`` as JPEG, scaled to ``height`` (never enlarged); blocking, run it off the loop."""
         full_height = frame.pixels.shape[0]
-        if not height or height >= full_height:
-            return frame.jpeg
+        height = min(height or full_height, full_height)
         with self._lock:
             if self._variants.seq != frame.seq:
                 self._variants = _Variants(frame.seq)
             cached = self._variants.by_height.get(height)
             if cached is None:
-                width = max(2, round(frame.pixels.shape[1] * height / full_height))
-                small = cv2.resize(frame.pixels, (width, height), interpolation=cv2.INTER_AREA)
-                cached = self._variants.by_height[height] = self.encode(small)
+                pixels = frame.pixels
+                if height != full_height:
+                    width = max(2, round(pixels.shape[1] * height / full_height))
+                    pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+                cached = simplejpeg.encode_jpeg(pixels, quality=self._quality, colorspace="RGB", colorsubsampling="420")
+                self._variants.by_height[height] = cached
             return cached
 
     def wait_frame(self, after_seq: int, timeout: float) -> Published | None:

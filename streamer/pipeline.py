@@ -286,8 +286,9 @@ class CameraPipeline:
             metrics.DROPPED.labels(self.name, "encode").inc()
 
     def _encode(self, item: _Anonymized) -> None:
-        jpeg = self.hub.encode(item.pixels)
-        self.hub.publish(item.pixels, jpeg, item.captured, item.index)
+        published = self.hub.publish(item.pixels, item.captured, item.index)
+        if self.hub.viewers:  # MJPEG viewers are waiting: encode once, here, for all of them
+            self.hub.jpeg(published)
         latency = time.monotonic() - item.captured
         self._latencies.append(latency)
         self.faces = item.faces

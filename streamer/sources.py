@@ -1,7 +1,8 @@
-"""Live frame sources read with PyAV: RTSP cameras, V4L2 devices and video files.
+"""Live frame sources read with PyAV: RTSP cameras, V4L2 devices and video files; and a clock.
 
 A source yields decoded RGB frames until it fails; reconnecting is the pipeline's job. Files can
-stand in for a camera: they loop and are paced at their own frame rate.
+stand in for a camera: they loop and are paced at their own frame rate. ``pattern://`` makes a
+synthetic camera whose frames carry their capture time, for measuring latency end to end.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ class SourceKind(str, Enum):
     rtsp = "rtsp"
     v4l2 = "v4l2"
     file = "file"
+    pattern = "pattern"
+
+
+# pattern://WIDTHxHEIGHT@FPS: a synthetic camera that stamps the wall clock into every frame.
+_PATTERN = re.compile(r"pattern://(\d+)x(\d+)(?:@(\d+(?:\.\d+)?))?")
+CLOCK_BITS = 32  # the low 32 bits of the epoch time in ms, most significant bit first
 
 
 class SourceError(RuntimeError):
@@ -49,6 +56,8 @@ def source_kind(source: str) -> SourceKind:
         return SourceKind.rtsp
     if re.fullmatch(r"/dev/video\d+", source):
         return SourceKind.v4l2
+    if scheme == "pattern":
+        return SourceKind.pattern
     return SourceKind.file
 
 
@@ -66,6 +75,9 @@ def redact(source: str) -> str:
 def frames(camera: CameraSettings, open_timeout_s: float, read_timeout_s: float) -> Iterator[Frame]:
     """Decoded frames from the camera's source until it fails (``SourceError``) or ends."""
     kind = source_kind(camera.source)
+    if kind is SourceKind.pattern:
+        yield from _pattern(camera.source)
+        return
     index = 0
     while True:
         container = _open(camera.source, kind, open_timeout_s, read_timeout_s)
@@ -87,6 +99,43 @@ def frames(camera: CameraSettings, open_timeout_s: float, read_timeout_s: float)
             raise SourceError("the stream ended")
         if index == 0:
             raise SourceError(f"{camera.source}: no video frames")
+
+
+def clock_stripe_height(height: int) -> int:
+    return max(8, height // 12)
+
+
+def _pattern(source: str) -> Iterator[Frame]:
+    """Frames of a moving test card with the capture time drawn as a stripe of 32 black/white
+    cells across the top, so a viewer can measure capture-to-display latency from the pixels."""
+    match = _PATTERN.fullmatch(source)
+    if not match:
+        raise SourceError(f"{source}: expected pattern://WIDTHxHEIGHT@FPS")
+    width, height = int(match.group(1)), int(match.group(2))
+    fps = float(match.group(3) or 30)
+    if not (64 <= width <= 7680 and 64 <= height <= 4320 and 0 < fps <= 120):
+        raise SourceError(f"{source}: size or rate out of range")
+    ramp = np.linspace(40, 215, width, dtype=np.float32)
+    card = np.stack([np.tile(ramp, (height, 1)), np.tile(ramp[::-1], (height, 1)),
+                     np.full((height, width), 128, np.float32)], axis=2).astype(np.uint8)
+    stripe = clock_stripe_height(height)
+    edges = np.linspace(0, width, CLOCK_BITS + 1).astype(int)
+    start = time.monotonic()
+    index = 0
+    while True:
+        due = start + index / fps
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        captured, stamp = time.monotonic(), int(time.time() * 1000) & 0xFFFFFFFF
+        pixels = card.copy()
+        bar = (index * 8) % width
+        pixels[stripe:, bar : bar + 16] = 255  # something that moves
+        for bit in range(CLOCK_BITS):
+            on = (stamp >> (CLOCK_BITS - 1 - bit)) & 1
+            pixels[:stripe, edges[bit] : edges[bit + 1]] = 255 if on else 0
+        yield Frame(pixels, captured, index)
+        index += 1
 
 
 def _open(source: str, kind: SourceKind, open_timeout_s: float, read_timeout_s: float) -> av.container.InputContainer:

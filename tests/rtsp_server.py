@@ -18,6 +18,7 @@ the one the system chose), logs to stderr, and exits with status 0 on SIGTERM or
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from pathlib import Path
@@ -206,9 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in args.mount:
         log(f"serving {path} at rtsp://127.0.0.1:{port}{name}")
     main_loop.run()
-    GLib.source_remove(source_id)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without running finalizers: tearing down GStreamer while its streaming threads still
+    # run crashed now and then (SIGSEGV), and this process has nothing to save.
+    os._exit(status)
