@@ -11,14 +11,15 @@ COPY pyproject.toml README.md ./
 COPY streamer ./streamer
 COPY configs ./configs
 COPY web ./web
-# The CenterFace model is prepared here, as root, into /usr/local/share/streamer/models.
-RUN pip install --no-cache-dir . \
+COPY assets ./assets
+# Installed in place (-e) so that configs/, web/ and assets/ sit beside the package as in a
+# checkout. The CenterFace model is prepared here, as root, into /usr/local/share/streamer/models.
+RUN pip install --no-cache-dir -e . \
     && python -m streamer.models \
     && useradd --create-home --uid 10001 streamer
 
 USER streamer
-ENV STREAMER_CONFIG=/app/configs/default.yaml \
-    STREAMER_SERVER__HOST=0.0.0.0 \
+ENV STREAMER_SERVER__HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
