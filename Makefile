@@ -10,7 +10,7 @@ RUNTIME_APT := libgl1 libglib2.0-0
 TEST_APT := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
   gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi ffmpeg chromium
 
-.PHONY: install run test bench-accuracy clean
+.PHONY: install run test bench-accuracy bench-load clean
 
 install: $(VENV)/.installed
 
@@ -43,6 +43,10 @@ test: $(VENV)/.installed-test
 
 bench-accuracy: install
 	$(BIN)/python bench/accuracy.py --markdown
+
+# Still-image API under 20, 50 and 100 clients at 1080p (see README, "Still-image throughput").
+bench-load: install
+	$(BIN)/python bench/load.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

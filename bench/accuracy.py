@@ -1,7 +1,14 @@
 """Detector accuracy on the labelled faces-dev set: recall, privacy recall, precision, AP and speed.
 
-Usage: ``python bench/accuracy.py [--backend NAME ...] [--threshold T] [--scale S] [--padding P]
-[--shape box|ellipse] [--limit N] [--data DIR] [--markdown]``.
+Usage: ``python bench/accuracy.py [--all | --profile NAME ... | --backend NAME ...] [--threshold T]
+[--scale S] [--padding P] [--shape box|ellipse] [--limit N] [--data DIR] [--markdown]``.
+
+``--all`` measures every profile of ``detector.profile`` (fast, accurate, realtime) and, for
+comparison, the rows of issue 6's table that they replace: CenterFace in float at scale 1
+(threshold 0.3) and 2 (threshold 0.2); the fast profile is its MediaPipe row. Without options,
+the configured still-image detector.
+Times are one ``detect()`` call in one thread; the machine is shared, so compare the rows of one
+run with each other rather than with another run.
 
 Each detector runs once per image at a low score floor. AP comes from that full ranking; the other
 figures keep the detections scoring at least the operating threshold. Because matching is greedy in
@@ -17,7 +24,7 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -26,7 +33,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from streamer.anonymize import coverage_mask
-from streamer.config import AnonymizerSettings, ConfigError, DetectorSettings, Shape, load_settings
+from streamer.config import DETECTOR_PROFILES, AnonymizerSettings, ConfigError, DetectorSettings, Shape, load_settings
 from streamer.detection import Face, clip_box
 from streamer.detectors import BACKENDS, create_detector
 
@@ -37,6 +44,8 @@ IOU_MATCH = 0.5  # a detection and a face (or ignore box) match from this IoU up
 IGNORE_INSIDE = 0.5  # share of a detection's area inside an ignore box that makes it ignored
 PRIVACY_COVER = 0.8  # share of a face's area that must be hidden for the face to count as hidden
 RANKING_FLOOR = 0.05  # detectors run at min(this, threshold) so that AP sees the full ranking
+FRAME_SIZE = (1920, 1080)  # the first image, resized to this, times one camera frame
+FRAME_RUNS = 10
 BUCKETS: tuple[tuple[str, float, float], ...] = (
     ("<16 px", 0.0, 16.0),
     ("16-32 px", 16.0, 32.0),
@@ -85,10 +94,12 @@ class Report:
     backend: str
     threshold: float
     rows: list[Row]  # "all" first, then the height buckets
+    hidden_32: float  # privacy recall of the faces at least 32 px tall
     tp: int
     fp: int
     ap: float
     ms_per_image: float
+    ms_per_frame: float  # one 1920x1080 frame
 
     @property
     def precision(self) -> float:
@@ -97,6 +108,17 @@ class Report:
     @property
     def label(self) -> str:
         return f"{self.backend}, {self.threshold:g}"
+
+
+def describe(settings: DetectorSettings, prefix: str | None = None) -> str:
+    """A short name for a detector's settings, e.g. ``accurate: centerface int8 x2.5 <=2.5MP``."""
+    if settings.backend == "mediapipe":
+        what = "mediapipe"
+    else:
+        what = f"centerface {'int8' if settings.int8 else 'float'} x{settings.scale:g}"
+        if settings.max_pixels:
+            what += f" <={settings.max_pixels / 1e6:g}MP"
+    return f"{prefix or settings.profile}: {what}"
 
 
 def load_samples(data: Path, limit: int | None) -> list[Sample]:
@@ -200,7 +222,7 @@ def average_precision(scores: list[float], tp: list[bool], n_faces: int) -> floa
 
 
 def evaluate(
-    settings: DetectorSettings, anonymizer: AnonymizerSettings, samples: list[Sample]
+    settings: DetectorSettings, anonymizer: AnonymizerSettings, samples: list[Sample], label: str | None = None
 ) -> Report:
     """Run one backend over the samples and compute its figures."""
     detector = create_detector(settings)
@@ -223,12 +245,20 @@ def evaluate(
                 tally.face_heights.append(box[3])
                 tally.face_recalled.append(score is not None and score >= settings.threshold)
                 tally.face_hidden.append(hidden_share(mask, box) >= PRIVACY_COVER)
+        frame = cv2.resize(read_rgb(samples[0]), FRAME_SIZE, interpolation=cv2.INTER_LINEAR) if samples else None
+        frame_seconds = []
+        for _ in range(FRAME_RUNS if frame is not None else 0):
+            start = time.perf_counter()
+            detector.detect(frame, settings.threshold)
+            frame_seconds.append(time.perf_counter() - start)
     finally:
         detector.close()
-    return summarize(settings, tally)
+    report = summarize(settings, tally, label or describe(settings))
+    # the first call at a new size pays for memory: the median of the runs
+    return replace(report, ms_per_frame=1000.0 * float(np.median(frame_seconds)) if frame_seconds else float("nan"))
 
 
-def summarize(settings: DetectorSettings, tally: Tally) -> Report:
+def summarize(settings: DetectorSettings, tally: Tally, label: str) -> Report:
     """Turn a tally into recall rows, precision, AP and timing."""
     heights = np.asarray(tally.face_heights, dtype=np.float64)
     recalled = np.asarray(tally.face_recalled, dtype=bool)
@@ -243,13 +273,15 @@ def summarize(settings: DetectorSettings, tally: Tally) -> Report:
     hits = np.asarray(tally.det_tp, dtype=bool)
     operating = scores >= settings.threshold
     return Report(
-        backend=settings.backend if settings.scale == 1 else f"{settings.backend} x{settings.scale:g}",
+        backend=label,
         threshold=settings.threshold,
         rows=rows,
+        hidden_32=_share(hidden[heights >= 32]),
         tp=int((hits & operating).sum()),
         fp=int((~hits & operating).sum()),
         ap=average_precision(tally.det_scores, tally.det_tp, len(recalled)),
         ms_per_image=1000.0 * float(np.mean(tally.seconds)) if tally.seconds else float("nan"),
+        ms_per_frame=float("nan"),
     )
 
 
@@ -268,22 +300,26 @@ def print_block(report: Report, anonymizer: AnonymizerSettings, images: int) -> 
     print(f"  {'face height':<12} {'faces':>6} {'recall':>8} {'privacy recall':>15}")
     for row in report.rows:
         print(f"  {row.label:<12} {row.faces:>6} {_pct(row.recall):>8} {_pct(row.privacy_recall):>15}")
+    print(f"  privacy recall >=32 px {_pct(report.hidden_32)}")
     print(f"  precision {_pct(report.precision)} (TP {report.tp}, FP {report.fp})")
     print(f"  AP@0.5 {_pct(report.ap)}")
-    print(f"  {report.ms_per_image:.1f} ms/image (mean detect() over {images} images, one process)")
+    print(f"  {report.ms_per_image:.1f} ms/image (mean detect() over {images} images, one process); "
+          f"{report.ms_per_frame:.1f} ms for a {FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame (median of {FRAME_RUNS})")
     print()
 
 
 def print_markdown(reports: list[Report]) -> None:
     """The summary table (one row per backend) and the by-height table."""
-    print("| backend, threshold | recall | privacy recall | precision | AP | recall >=64 px | ms/image |")
-    print("|---|---|---|---|---|---|---|")
+    print("| detector, threshold | recall | privacy recall | privacy recall >=32 px | precision | AP "
+          f"| recall >=64 px | ms/image | ms/{FRAME_SIZE[0]}x{FRAME_SIZE[1]} frame |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in reports:
         overall, largest = r.rows[0], r.rows[-1]
-        print(f"| {r.label} | {_pct(overall.recall)} | {_pct(overall.privacy_recall)} | {_pct(r.precision)} "
-              f"| {_pct(r.ap)} | {_pct(largest.recall)} | {r.ms_per_image:.1f} |")
+        print(f"| {r.label} | {_pct(overall.recall)} | {_pct(overall.privacy_recall)} | {_pct(r.hidden_32)} "
+              f"| {_pct(r.precision)} | {_pct(r.ap)} | {_pct(largest.recall)} | {r.ms_per_image:.1f} "
+              f"| {r.ms_per_frame:.0f} |")
     print()
-    print("| backend, threshold | face height | faces | recall | privacy recall |")
+    print("| detector, threshold | face height | faces | recall | privacy recall |")
     print("|---|---|---|---|---|")
     for r in reports:
         for row in r.rows:
@@ -297,12 +333,15 @@ def print_provenance(command: str, started: datetime) -> None:
     print(f"cores: {os.cpu_count()}, date: {started.isoformat(timespec='seconds')}")
 
 
-def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[DetectorSettings], AnonymizerSettings]:
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, DetectorSettings]], AnonymizerSettings]:
     """Command-line options merged with the configured detector and anonymizer settings."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", nargs="+", metavar="NAME", help="detector backend(s); default: the configured one")
-    parser.add_argument("--threshold", type=float, help="operating score threshold; default: the configured one")
-    parser.add_argument("--scale", type=float, help="detector.scale (centerface); default: the configured one")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--all", action="store_true", help="every profile, and the rows of issue 6 they replace")
+    choice.add_argument("--profile", nargs="+", metavar="NAME", help=f"detector profile(s): {', '.join(DETECTOR_PROFILES)}")
+    choice.add_argument("--backend", nargs="+", metavar="NAME", help="the configured detector with this backend")
+    parser.add_argument("--threshold", type=float, help="operating score threshold; default: the detector's")
+    parser.add_argument("--scale", type=float, help="detector.scale (centerface); default: the detector's")
     parser.add_argument("--padding", type=float, help="anonymizer padding; default: the configured one")
     parser.add_argument("--shape", choices=[shape.value for shape in Shape], help="anonymizer shape; default: configured")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
@@ -311,20 +350,32 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[DetectorSettin
     args = parser.parse_args(argv)
     if args.limit is not None and args.limit < 1:
         parser.error("--limit must be at least 1")
-    unknown = sorted(set(args.backend or ()) - set(BACKENDS))
+    unknown = sorted(set(args.backend or ()) - set(BACKENDS)) + sorted(set(args.profile or ()) - set(DETECTOR_PROFILES))
     if unknown:
-        parser.error(f"unknown backend(s) {', '.join(unknown)} (known: {', '.join(sorted(BACKENDS))})")
+        parser.error(f"unknown backend(s) or profile(s) {', '.join(unknown)} (backends: {', '.join(sorted(BACKENDS))}; "
+                     f"profiles: {', '.join(DETECTOR_PROFILES)})")
     try:
         settings = load_settings()
-        threshold = settings.detector.threshold if args.threshold is None else args.threshold
-        backends = args.backend or [settings.detector.backend]
-        scale = settings.detector.scale if args.scale is None else args.scale
-        detectors = [
-            DetectorSettings.model_validate(
-                settings.detector.model_dump() | {"backend": name, "threshold": threshold, "scale": scale}
-            )
-            for name in backends
-        ]
+        base = settings.detector.model_dump()
+        shared = {"threads": settings.detector.threads, "model_dir": settings.detector.model_dir}
+        if args.all:
+            candidates = [(None, {"profile": name, **shared}) for name in DETECTOR_PROFILES] + [
+                # what the profiles replace: issue 6's rows
+                ("before", {"profile": "accurate", "int8": False, "scale": 1.0, "max_pixels": 0, "threshold": 0.3,
+                            **shared}),
+                ("before", {"profile": "accurate", "int8": False, "scale": 2.0, "max_pixels": 0, **shared}),
+            ]
+        elif args.profile:
+            candidates = [(None, {"profile": name, **shared}) for name in args.profile]
+        elif args.backend:
+            candidates = [(None, base | {"backend": name}) for name in args.backend]
+        else:
+            candidates = [(None, base)]
+        overrides = {"threshold": args.threshold, "scale": args.scale}
+        detectors = []
+        for prefix, candidate in candidates:
+            detector = DetectorSettings.model_validate(candidate | {k: v for k, v in overrides.items() if v is not None})
+            detectors.append((describe(detector, prefix), detector))
         overrides = {"padding": args.padding, "shape": args.shape}
         anonymizer = AnonymizerSettings.model_validate(
             settings.anonymizer.model_dump() | {k: v for k, v in overrides.items() if v is not None}
@@ -345,8 +396,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {args.data} ({len(samples)} images, {sum(len(s.faces) for s in samples)} faces)")
     print()
     reports = []
-    for settings in detectors:
-        report = evaluate(settings, anonymizer, samples)
+    for label, settings in detectors:
+        report = evaluate(settings, anonymizer, samples, label)
         print_block(report, anonymizer, len(samples))
         reports.append(report)
     if args.markdown:

@@ -42,8 +42,8 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
             CameraSettings(name=f"cam{i}", source=str(clip)),
             settings.pipeline,
             settings.anonymizer,
-            partial(create_detector, settings.detector),
-            settings.detector.threshold,
+            partial(create_detector, settings.pipeline.detector),
+            settings.pipeline.detector.threshold,
         )
         for i in range(cameras)
     ]
@@ -99,7 +99,8 @@ def main() -> None:
     command = shlex.join(["python", "bench/pipeline.py", *sys.argv[1:]])
     settings = load_settings()
     print(f"command: {command}")
-    print(f"cores: {len(os.sched_getaffinity(0))}, detector: {settings.detector.backend}, "
+    print(f"cores: {len(os.sched_getaffinity(0))}, detector: {settings.pipeline.detector.profile} "
+          f"({settings.pipeline.detector.backend}), "
           f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s")
     print()
     print("| source | cameras | output fps / camera | detect fps / camera | dropped (detect / anonymize / encode) "

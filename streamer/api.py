@@ -10,7 +10,7 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, TypeVar
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,14 +21,18 @@ from . import __version__
 from .camera_api import NoFrameYet, camera_routes
 from .cameras import CameraNotFound, Cameras
 from .config import Mode, Settings, Shape
+from .detection import Detector
 from .images import FORMATS, ImageError
 from .stills import anonymize_image, detect_image
-from .uploads import UploadError, read_image
+from .uploads import Admission, RefuseWhenFull, UploadError, disconnected, read_image
 from .webrtc import SessionError, WebRtcPeers
 from .webrtc_api import webrtc_routes
-from .workers import Overloaded, WorkerPool
+from .workers import Abandoned, Overloaded, Stop, WorkerPool
 
 log = logging.getLogger("streamer.api")
+T = TypeVar("T")
+# Status logged for a request whose client went away before its answer (nginx's convention).
+CLIENT_GONE = 499
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
@@ -72,10 +76,24 @@ def create_app(settings: Settings) -> FastAPI:
     )
 
     cameras = Cameras(settings)
+    admission = Admission(pool, settings.server.max_uploads)
+
+    async def process(request: Request, job: Callable[[bytes, Detector, Stop], T]) -> T:
+        """Admit a still-image request, read its body and run ``job(body, detector, stop)`` on the pool.
+
+        Past capacity the answer is 503 before the body is read, so a flood costs neither memory nor
+        CPU; a request whose client disconnects is dropped from the queue, or stopped between stages.
+        """
+        with admission.holding():
+            data = await read_image(request, settings.image.max_bytes)
+            return await pool.run(lambda det, stop: job(data, det, stop), gone=lambda: disconnected(request))
+
     peers = WebRtcPeers(settings.webrtc)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.server.access_log:  # as uvicorn's --no-access-log does
+            logging.getLogger("uvicorn.access").handlers = []
         await asyncio.to_thread(pool.warm_up)
         cameras.start()
         app.state.ready = True
@@ -96,6 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.ready = False
     app.state.settings = settings
+    app.state.pool = pool
+    app.add_middleware(RefuseWhenFull, admission=admission, paths=("/v1/anonymize", "/v1/detect"))
 
     @app.exception_handler(ImageError)
     async def image_error(_request: Request, exc: ImageError) -> JSONResponse:
@@ -108,6 +128,10 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(Overloaded)
     async def overloaded(_request: Request, exc: Overloaded) -> JSONResponse:
         return error_response(503, "overloaded", str(exc), {"Retry-After": str(exc.retry_after)})
+
+    @app.exception_handler(Abandoned)
+    async def abandoned(_request: Request, _exc: Abandoned) -> Response:
+        return Response(status_code=CLIENT_GONE)  # nobody is left to read it
 
     @app.exception_handler(CameraNotFound)
     async def camera_not_found(_request: Request, exc: CameraNotFound) -> JSONResponse:
@@ -135,7 +159,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def readyz() -> Response:
         if not app.state.ready:
             return error_response(503, "not_ready", "models are loading")
-        return JSONResponse({"status": "ready", "detector": settings.detector.backend, "workers": pool.workers})
+        return JSONResponse({
+            "status": "ready", "detector": settings.detector.backend, "workers": pool.workers,
+            "jobs": pool.stats().as_json(),
+        })
 
     @app.post(
         "/v1/anonymize",
@@ -154,11 +181,12 @@ def create_app(settings: Settings) -> FastAPI:
         padding: float | None = Query(None, ge=1.0, le=4.0, description="scale factor around each face box"),
         shape: Shape | None = Query(None, description="box or ellipse"),
     ) -> Response:
-        data = await read_image(request, settings.image.max_bytes)
         overrides = {k: v for k, v in {"mode": mode, "padding": padding, "shape": shape}.items() if v is not None}
         anonymizer = settings.anonymizer.model_copy(update=overrides)
         score = settings.detector.threshold if threshold is None else threshold
-        result = await pool.run(lambda det: anonymize_image(data, det, score, anonymizer, settings.image))
+        result = await process(
+            request, lambda data, det, stop: anonymize_image(data, det, score, anonymizer, settings.image, stop.check)
+        )
         return Response(
             result.data,
             media_type=FORMATS[result.format],
@@ -177,9 +205,8 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         threshold: float | None = Query(None, ge=0.0, le=1.0, description="minimum face score"),
     ) -> dict:
-        data = await read_image(request, settings.image.max_bytes)
         score = settings.detector.threshold if threshold is None else threshold
-        result = await pool.run(lambda det: detect_image(data, det, score, settings.image))
+        result = await process(request, lambda data, det, stop: detect_image(data, det, score, settings.image, stop.check))
         return result.as_json()
 
     app.include_router(camera_routes(cameras, peers))

@@ -23,8 +23,8 @@ class Cameras:
                 camera,
                 settings.pipeline,
                 settings.anonymizer,
-                partial(create_detector, settings.detector),
-                settings.detector.threshold,
+                partial(create_detector, settings.pipeline.detector),
+                settings.pipeline.detector.threshold,
             )
             for camera in settings.cameras
             if camera.enabled

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -98,7 +99,8 @@ class CameraPipeline:
         self._threshold = threshold
         self._tracker = Tracker(settings.hold_s)
         self._to_detect: LatestQueue[Frame] = LatestQueue(1)
-        self._to_anonymize: LatestQueue[Frame] = LatestQueue(2)
+        # Room for the frames that arrive while the anonymizer waits for detection (60 fps at most).
+        self._to_anonymize: LatestQueue[Frame] = LatestQueue(2 + math.ceil(settings.detect_wait_s * 60))
         self._to_encode: LatestQueue[_Anonymized] = LatestQueue(2)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -275,6 +277,9 @@ class CameraPipeline:
                 handle(item)
 
     def _anonymize(self, frame: Frame) -> None:
+        # Until this frame (or a later one) is detected, up to detect_wait_s after its capture: then
+        # faces are hidden where they were before and after it, not only where they last were.
+        self._tracker.wait_for(frame.captured, frame.captured + self._settings.detect_wait_s)
         faces = self._tracker.faces_at(frame.captured)
         if faces is None:
             pixels = hide_all(frame.pixels, self._settings.fail_mode)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from .anonymize import Anonymizer
 from .config import AnonymizerSettings, ImageSettings
@@ -31,8 +32,17 @@ class Anonymized:
     faces: list[Face]
 
 
-def detect_image(data: bytes, detector: Detector, threshold: float, image: ImageSettings) -> Detected:
+def _go_on() -> None:
+    pass
+
+
+def detect_image(
+    data: bytes, detector: Detector, threshold: float, image: ImageSettings, check: Callable[[], None] = _go_on
+) -> Detected:
+    """The faces in an image. ``check`` runs between stages and may raise to stop the job (the
+    HTTP API stops a job whose client has gone away)."""
     pixels, _ = decode(data, image)
+    check()
     return Detected(pixels.shape[1], pixels.shape[0], detector.detect(pixels, threshold))
 
 
@@ -42,11 +52,16 @@ def anonymize_image(
     threshold: float,
     anonymizer: AnonymizerSettings,
     image: ImageSettings,
+    check: Callable[[], None] = _go_on,
 ) -> Anonymized:
-    """The image with its faces hidden, re-encoded in its own format with no metadata."""
+    """The image with its faces hidden, re-encoded in its own format with no metadata; ``check``
+    as for ``detect_image``."""
     pixels, fmt = decode(data, image)
+    check()
     faces = detector.detect(pixels, threshold)
+    check()
     if not pixels.flags.writeable:
         pixels = pixels.copy()
     Anonymizer(anonymizer).apply(pixels, faces)
+    check()
     return Anonymized(encode(pixels, fmt, image), fmt, faces)

@@ -3,12 +3,18 @@
 Detections arrive at the detector's own pace, tagged with the capture time of the frame they were
 made on. A face keeps its box for ``hold_s`` after it was last seen; a box matched again is
 replaced by the new one. The pipeline asks for the boxes that hold at a frame's capture time.
+
+A frame the detector did not see itself lies between two detections. When the later one is already
+known (the pipeline waits a little for it, see ``wait_for``), each face is hidden by one box around
+both its earlier and its later box: wherever it was in between, it is covered, even when it moved
+fast or the camera jumped. A face first seen on a later frame is hidden on the frames just before too.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from .detection import Face, iou
 
@@ -17,9 +23,10 @@ _SAME_FACE_IOU = 0.3
 
 @dataclass(slots=True)
 class Track:
-    face: Face
+    face: Face  # the newest box
     first_seen: float
     last_seen: float
+    seen: list[tuple[float, Face]] = field(default_factory=list)  # (capture time, box), oldest first
 
 
 class Tracker:
@@ -30,6 +37,7 @@ class Tracker:
         self._tracks: list[Track] = []
         self._last_detection: float | None = None
         self._lock = threading.Lock()
+        self._updated = threading.Condition(self._lock)
 
     @property
     def last_detection(self) -> float | None:
@@ -44,15 +52,55 @@ class Tracker:
                 best = max(unmatched, key=lambda t: iou(t.face.box, face.box), default=None)
                 if best is not None and iou(best.face.box, face.box) >= _SAME_FACE_IOU:
                     unmatched.remove(best)
-                    best.face, best.last_seen = face, max(best.last_seen, captured)
+                    if captured >= best.last_seen:
+                        best.face, best.last_seen = face, captured
+                    best.seen.append((captured, face))
+                    best.seen.sort(key=lambda item: item[0])
                 else:
-                    self._tracks.append(Track(face, captured, captured))
+                    self._tracks.append(Track(face, captured, captured, [(captured, face)]))
             self._tracks = [t for t in self._tracks if t.last_seen >= captured - self.hold_s]
+            for track in self._tracks:  # history older than two hold times is of no use
+                track.seen = [item for item in track.seen if item[0] >= captured - 2 * self.hold_s]
             self._last_detection = captured if self._last_detection is None else max(self._last_detection, captured)
+            self._updated.notify_all()
+
+    def wait_for(self, captured: float, deadline: float) -> bool:
+        """Wait until a frame captured at or after ``captured`` is detected, or the monotonic clock
+        reaches ``deadline``; True if it was. A stalled detector costs each frame at most the time
+        left until its deadline, so a backlog of frames is never held up twice."""
+        with self._lock:
+            while self._last_detection is None or self._last_detection < captured:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._updated.wait(left)
+            return True
 
     def faces_at(self, captured: float) -> list[Face] | None:
-        """Faces to hide on a frame captured at ``captured``; None when detection is too stale to trust."""
+        """Faces to hide on a frame captured at ``captured``; None when detection is too stale to trust.
+
+        Each face held at that time gives one box: around its box from the newest detection at or
+        before ``captured`` and, unless that detection was of this very frame, its box from the
+        first one after it (detections later than ``captured`` by more than ``hold_s`` are not used).
+        """
         with self._lock:
             if self._last_detection is None or self._last_detection < captured - self.hold_s:
                 return None
-            return [t.face for t in self._tracks if t.last_seen >= captured - self.hold_s]
+            faces = []
+            for track in self._tracks:
+                before = [item for item in track.seen if item[0] <= captured]
+                after = [item for item in track.seen if captured < item[0] <= captured + self.hold_s]
+                held = before[-1] if before and before[-1][0] >= captured - self.hold_s else None
+                if held is not None and (held[0] == captured or not after):
+                    faces.append(held[1])
+                elif after:
+                    faces.append(after[0][1] if held is None else _around(held[1], after[0][1]))
+            return faces
+
+
+def _around(a: Face, b: Face) -> Face:
+    """One face whose box encloses both boxes, scored as the better of the two."""
+    x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    x1 = max(a.box[0] + a.box[2], b.box[0] + b.box[2])
+    y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
+    return Face((x0, y0, x1 - x0, y1 - y0), max(a.score, b.score))

@@ -7,13 +7,19 @@ passes the cap) and pull the ``file`` part out with python-multipart's streaming
 
 from __future__ import annotations
 
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from .images import FORMATS
+from .workers import Overloaded, WorkerPool
 
 IMAGE_TYPES = frozenset(FORMATS.values()) | {"image/jpg"}
 # Part types a browser or curl may send for an image file whose type it does not know.
@@ -125,3 +131,77 @@ def _file_part(body: bytes, boundary: bytes, max_bytes: int) -> bytes:
             raise UploadError(413, "too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
         return data
     raise UploadError(400, "missing_file", "the multipart body has no field named 'file'")
+
+
+async def disconnected(request: Request) -> None:
+    """Return once the client has closed the connection (for a request whose body has been read:
+    the server then has nothing more to deliver but the disconnect)."""
+    try:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+    except Exception:  # a server that cannot tell: never claim the client has gone
+        await asyncio.Event().wait()
+
+
+class Admission:
+    """Which still-image requests the server takes on, decided before their bodies are read.
+
+    A request is refused when the worker pool is full (it would be refused after its upload anyway)
+    or when ``max_uploads`` requests are already held: uploading, queued or being worked on. Bodies
+    in memory are so bounded by ``max_uploads x image.max_bytes``, even when a burst of requests
+    arrives before any has reached the pool.
+    """
+
+    def __init__(self, pool: WorkerPool, max_uploads: int) -> None:
+        self.pool = pool
+        self.max_uploads = max_uploads
+        self.held = 0  # changed on the event loop only
+
+    def refusal(self) -> Overloaded | None:
+        """The error to answer with now, counted as a rejection; None when the request may come in."""
+        if self.held >= self.max_uploads:
+            return self.pool.refuse(f"{self.held} image requests are already being received or processed")
+        if self.pool.full():
+            return self.pool.refuse()
+        return None
+
+    @contextmanager
+    def holding(self) -> Iterator[None]:
+        """Admit one request (raises ``Overloaded`` when it may not come in) for the ``with`` block."""
+        error = self.refusal()
+        if error is not None:
+            raise error
+        self.held += 1
+        try:
+            yield
+        finally:
+            self.held -= 1
+
+
+class RefuseWhenFull:
+    """ASGI middleware: a POST to one of ``paths`` past capacity gets its 503 here, before routing,
+    parameter validation or reading the body, so that a flood of requests costs as little as possible.
+    The route itself checks again (``Admission.holding``)."""
+
+    def __init__(self, app: Callable[..., Awaitable[None]], admission: Admission, paths: tuple[str, ...]) -> None:
+        self.app = app
+        self.admission = admission
+        self.paths = frozenset(paths)
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            error = self.admission.refusal()
+            if error is not None:
+                body = json.dumps({"error": "overloaded", "detail": str(error)}).encode()
+                await send({
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(error.retry_after).encode()),
+                    ],
+                })
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)

@@ -3,6 +3,14 @@
 Admission is counted, not queued without end: past ``workers + queue_size`` jobs in flight a new
 job is refused at once, and a job that waited longer than ``max_wait_s`` for a thread is dropped
 before it runs. Both surface as ``Overloaded`` so the API can answer 503 with ``Retry-After``.
+
+A job whose client has gone away is not run: ``run`` takes an awaitable that completes when the
+client disconnects; a job still waiting for a thread is then cancelled, and a running one is
+told to stop (``Stop``) and does so at its next stage. Both surface as ``Abandoned``.
+
+Threads rather than processes: every stage of a still-image job (libjpeg-turbo, OpenCV, MediaPipe,
+onnxruntime) releases the GIL, so one thread per core keeps every core busy without copying
+images between processes.
 """
 
 from __future__ import annotations
@@ -12,7 +20,8 @@ import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, TypeVar
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
 
 from .config import DetectorSettings
 from .detection import Detector
@@ -29,6 +38,32 @@ class Overloaded(Exception):
         self.retry_after = retry_after
 
 
+class Abandoned(Exception):
+    """The job was dropped (before or while running) because nobody waits for its answer."""
+
+
+class Stop(threading.Event):
+    """Set when a job's client has gone away; a job calls ``check()`` between its stages."""
+
+    def check(self) -> None:
+        if self.is_set():
+            raise Abandoned("the client went away")
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    workers: int
+    capacity: int
+    in_flight: int
+    done: int  # ran to the end (with an answer or an image error)
+    rejected: int  # refused at admission: the pool was full
+    expired: int  # waited longer than max_wait_s for a thread
+    abandoned: int  # client gone: dropped from the queue, or told to stop at its next stage
+
+    def as_json(self) -> dict:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
 def cpu_count() -> int:
     """Cores this process may run on (honours affinity and container CPU sets)."""
     return len(os.sched_getaffinity(0))
@@ -38,9 +73,10 @@ class WorkerPool:
     def __init__(self, detector: DetectorSettings, workers: int, queue_size: int, max_wait_s: float) -> None:
         self.workers = workers or cpu_count()
         self._detector_settings = detector
-        self._capacity = self.workers + queue_size
+        self.capacity = self.workers + queue_size
         self._max_wait_s = max_wait_s
         self._in_flight = 0
+        self._counts = {"done": 0, "rejected": 0, "expired": 0, "abandoned": 0}
         self._lock = threading.Lock()
         self._local = threading.local()
         self._detectors: list[Detector] = []
@@ -49,6 +85,21 @@ class WorkerPool:
     @property
     def in_flight(self) -> int:
         return self._in_flight
+
+    def full(self) -> bool:
+        """True when a job submitted now would be refused (checked before reading a body, so that
+        a request past capacity is answered without being read)."""
+        return self._in_flight >= self.capacity
+
+    def refuse(self, reason: str | None = None) -> Overloaded:
+        """The error for a job refused at admission, counted as rejected."""
+        with self._lock:
+            self._counts["rejected"] += 1
+        return Overloaded(reason or f"all {self.workers} workers are busy and {self.capacity - self.workers} requests wait")
+
+    def stats(self) -> PoolStats:
+        with self._lock:
+            return PoolStats(self.workers, self.capacity, self._in_flight, **self._counts)
 
     def warm_up(self) -> None:
         """Load one detector in every worker thread, so the first requests do not pay for it."""
@@ -61,30 +112,68 @@ class WorkerPool:
         for future in [self._executor.submit(load) for _ in range(self.workers)]:
             future.result()
 
-    async def run(self, job: Callable[[Detector], T]) -> T:
-        """Run ``job(detector)`` on a worker thread; raises ``Overloaded`` when full or too late."""
+    async def run(
+        self, job: Callable[[Detector, Stop], T], gone: Callable[[], Awaitable[Any]] | None = None
+    ) -> T:
+        """Run ``job(detector, stop)`` on a worker thread.
+
+        Raises ``Overloaded`` when the pool is full or the job waited too long for a thread, and
+        ``Abandoned`` when the awaitable ``gone()`` (if given) completes first: the job is then
+        cancelled if it has not started, or ``stop`` is set so that it ends at its next
+        ``stop.check()``. Cancelling the caller does the same.
+        """
         with self._lock:
-            if self._in_flight >= self._capacity:
-                raise Overloaded(f"all {self.workers} workers are busy and {self._capacity - self.workers} requests wait")
-            self._in_flight += 1
-        future: Future[T] = self._executor.submit(self._call, job, time.monotonic())
+            admitted = self._in_flight < self.capacity
+            if admitted:
+                self._in_flight += 1
+        if not admitted:
+            raise self.refuse()
+        stop = Stop()
+        future: Future[T] = self._executor.submit(self._call, job, stop, time.monotonic())
         future.add_done_callback(self._release)
-        return await asyncio.wrap_future(future)
+        answer = asyncio.wrap_future(future)
+        watcher = asyncio.ensure_future(gone()) if gone is not None else None
+        try:
+            if watcher is not None:
+                await asyncio.wait((answer, watcher), return_when=asyncio.FIRST_COMPLETED)
+                if not answer.done():
+                    raise Abandoned("the client went away")
+            return await answer
+        except (Abandoned, asyncio.CancelledError):
+            stop.set()
+            future.cancel()  # only succeeds while the job waits for a thread
+            answer.cancel()
+            with self._lock:
+                self._counts["abandoned"] += 1
+            raise
+        finally:
+            if watcher is not None:
+                watcher.cancel()
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
         for detector in self._detectors:
             detector.close()
 
-    def _call(self, job: Callable[[Detector], T], submitted: float) -> T:
+    def _call(self, job: Callable[[Detector, Stop], T], stop: Stop, submitted: float) -> T:
         waited = time.monotonic() - submitted
         if waited > self._max_wait_s:
             raise Overloaded(f"the request waited {waited:.1f} s for a worker (limit {self._max_wait_s} s)")
-        return job(self._detector())
+        stop.check()
+        return job(self._detector(), stop)
 
-    def _release(self, _future: Future) -> None:
+    def _release(self, future: Future) -> None:
+        error = None if future.cancelled() else future.exception()
+        # An abandoned job (cancelled, or stopped at a stage) was counted when its client went.
+        outcome = (
+            None if future.cancelled() or isinstance(error, Abandoned)
+            else "expired" if isinstance(error, Overloaded)
+            else "done"
+        )
         with self._lock:
             self._in_flight -= 1
+            if outcome:
+                self._counts[outcome] += 1
 
     def _detector(self) -> Detector:
         detector = getattr(self._local, "detector", None)

@@ -156,7 +156,7 @@ def test_server_keeps_serving_after_bad_input(server, photo):
 def test_health_readiness_and_docs(server):
     assert httpx.get(server.url + "/healthz").status_code == 200
     ready = httpx.get(server.url + "/readyz")
-    assert ready.status_code == 200 and ready.json()["detector"] == "mediapipe"
+    assert ready.status_code == 200 and ready.json()["detector"] == "centerface"
     assert httpx.get(server.url + "/docs").status_code == 200
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
     assert "/v1/anonymize" in paths and "/v1/detect" in paths

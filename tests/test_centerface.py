@@ -12,7 +12,7 @@ from streamer.detectors import create_detector
 
 @pytest.fixture(scope="module")
 def centerface():
-    det = create_detector(DetectorSettings(backend="centerface"))
+    det = create_detector(DetectorSettings(backend="centerface", scale=1.0))
     yield det
     det.close()
 

@@ -7,8 +7,8 @@ from streamer.config import ConfigError, Mode, load_settings
 
 def test_shipped_default_config_loads():
     settings = load_settings(environ={})
-    assert settings.detector.backend == "mediapipe"
-    assert settings.detector.threshold == pytest.approx(0.3)
+    assert settings.detector.profile == "accurate" and settings.detector.backend == "centerface"
+    assert settings.detector.threshold == pytest.approx(0.2)
     assert settings.anonymizer.mode is Mode.blur
 
 

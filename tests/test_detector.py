@@ -7,7 +7,7 @@ from streamer.detectors import create_detector
 
 @pytest.fixture(scope="module")
 def detector():
-    det = create_detector(DetectorSettings())
+    det = create_detector(DetectorSettings(profile="fast"))
     yield det
     det.close()
 

@@ -1,4 +1,4 @@
-"""Detector backends, chosen by name in ``detector.backend``."""
+"""Detector backends, chosen by name in ``detector.backend`` (or through ``detector.profile``)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,13 @@ def _centerface(settings: DetectorSettings) -> Detector:
     from ..models import centerface_path
     from .centerface import CenterFace
 
-    return CenterFace(centerface_path(settings.model_dir), scale=settings.scale, threads=settings.threads)
+    return CenterFace(
+        centerface_path(settings.model_dir),
+        scale=settings.scale,
+        threads=settings.threads,
+        max_pixels=settings.max_pixels,
+        int8=settings.int8,
+    )
 
 
 BACKENDS: dict[str, Callable[[DetectorSettings], Detector]] = {

