@@ -110,9 +110,10 @@ def server() -> Iterator[Server]:
         srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def start_server() -> Iterator:
-    """Start extra servers with their own settings; all are stopped at the end."""
+    """Start extra servers with their own settings; all are stopped after the test module, so
+    that their cameras do not take CPU from later tests."""
     started: list[Server] = []
 
     def start(env: dict[str, str], args: list[str] = ("--no-cameras",)) -> Server:
@@ -142,7 +143,7 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def live_server(start_server, tmp_path_factory) -> Server:
     """A server with one camera, ``cam``: the single-face clip at 640x360, looped in real time."""
     from browser import LOOPBACK_WEBRTC

@@ -56,7 +56,7 @@ def test_camera_grid_plays_webrtc_with_the_face_hidden(live_server, browser):
         assert sharpness(pixels) > 20  # the scene is there, not a blank or wholly blurred frame
         time.sleep(0.4)
 
-    assert page.locator('.stats dd[data-key="faces"]').inner_text() == "1"
+    assert int(page.locator('.stats dd[data-key="faces"]').inner_text()) >= 1
     assert camera(live_server)["webrtc_sessions"] == 1
     page.close()  # the page says goodbye with a DELETE on pagehide
     wait_for(lambda: camera(live_server)["webrtc_sessions"] == 0, 15, "the session to be cleaned up")
