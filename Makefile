@@ -44,9 +44,9 @@ test: $(VENV)/.installed-test
 bench-accuracy: install
 	$(BIN)/python bench/accuracy.py --markdown
 
-# Still-image API under 20, 50 and 100 clients at 1080p (see README, "Still-image throughput").
+# Still-image API under 20, 50 and 100 clients at 1080p, ~25 minutes (README, "Still-image throughput").
 bench-load: install
-	$(BIN)/python bench/load.py
+	$(BIN)/python bench/load.py --seconds 15 --warmup 3 --runs 3 --restart --quiet 15 --retries 2
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -497,7 +497,7 @@ def summary(results: list[dict]) -> list[str]:
             f"| {spread([r['qps'] for r in runs], 1)} | {spread([r['p50'] for r in runs])} "
             f"| {spread([r['p95'] for r in runs])} | {spread([r['p99'] for r in runs])} "
             f"| {', '.join(f'{k}: {v}' for k, v in sorted(others.items())) or 'none'}{share} "
-            f"| {max((r['busy_p99'] for r in runs if r['busy_p99'] == r['busy_p99']), default=float('nan')):.0f} "
+            f"| {max((round(r['busy_p99']) for r in runs if r['busy_p99'] == r['busy_p99']), default='-')} "
             f"| {sum(r['wrong'] for r in runs)} | {spread([r['server_cpu'] for r in runs])} "
             f"| {spread([r['server_cpu'] * 10 / r['qps'] for r in runs if r['qps']], 1)} "
             f"| {max(r['peak_rss_mb'] for r in runs):.0f} | {spread([r['others_cpu'] for r in runs])} |"

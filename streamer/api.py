@@ -92,8 +92,6 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if not settings.server.access_log:  # as uvicorn's --no-access-log does
-            logging.getLogger("uvicorn.access").handlers = []
         await asyncio.to_thread(pool.warm_up)
         cameras.start()
         app.state.ready = True
