@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -64,24 +65,34 @@ def free_port() -> int:
 
 
 class Server:
-    """``streamer serve`` as a user runs it, in its own process, on a free loopback port."""
+    """``streamer serve`` as a user runs it, in its own process, on a free loopback port.
+
+    Its output goes to a temporary file, not a pipe: a pipe nobody reads fills up with log lines
+    and then blocks the server.
+    """
 
     def __init__(self, env: dict[str, str], args: list[str]) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self._log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamer", "serve", "--port", str(self.port), *args],
             cwd=ROOT,
             env={**os.environ, **env},
-            stdout=subprocess.PIPE,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+
+    def output(self) -> str:
+        """Everything the server printed so far (the temporary file goes when the test process ends)."""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stdout.read().decode(errors='replace')}")
+                raise RuntimeError(f"server exited: {self.output()}")
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
@@ -93,11 +104,11 @@ class Server:
     def stop(self) -> str:
         self.process.terminate()
         try:
-            out, _ = self.process.communicate(timeout=20)
+            self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        return out.decode(errors="replace")
+            self.process.wait()
+        return self.output()
 
 
 @pytest.fixture(scope="session")
