@@ -44,8 +44,9 @@ test: $(VENV)/.installed-test
 bench-accuracy: install
 	$(BIN)/python bench/accuracy.py --markdown
 
-# Still-image API under 20, 50 and 100 clients at 1080p, ~25 minutes (README, "Still-image throughput").
-bench-load: install
+# Still-image API under 20, 50 and 100 clients at 1080p, ~25 minutes (README, "Still-image throughput");
+# it runs the server with the tests' runner, so it needs their packages.
+bench-load: $(VENV)/.installed-test
 	$(BIN)/python bench/load.py --seconds 15 --warmup 3 --runs 3 --restart --quiet 15 --retries 2
 
 clean:

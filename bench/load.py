@@ -40,8 +40,6 @@ import asyncio
 import json
 import os
 import shlex
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -56,6 +54,8 @@ import simplejpeg
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+sys.path.insert(0, str(ROOT / "tests"))  # the server runner of the tests
+from conftest import Server  # noqa: E402
 from make_load_set import DEFAULT_OUT, build  # noqa: E402
 
 # Detector profiles (detector.profile), given to the server as STREAMER_* environment variables.
@@ -76,9 +76,10 @@ HIDDEN_DETAIL = 0.2  # a labelled face whose fine detail correlates below this w
 # /proc
 
 
-def proc_cpu_seconds(pid: int) -> float:
+def proc_counters(pid: int) -> tuple[float, int]:
+    """CPU seconds (user + system, every thread) and minor page faults of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime of every thread
+    return (int(fields[11]) + int(fields[12])) / TICKS, int(fields[7])
 
 
 def proc_status_kb(pid: int, key: str) -> int:
@@ -130,48 +131,6 @@ def profile_env(root: Path, profile: str) -> dict[str, str]:
     return LEGACY_PROFILES[profile]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, env: dict[str, str], log: Path, root: Path = ROOT) -> None:
-        self.port = free_port()
-        self.command = [sys.executable, "-m", "streamer", "serve", "--no-cameras", "--port", str(self.port)]
-        self._log = log.open("wb")
-        if root != ROOT:  # another source tree (an older version, to compare in the same run)
-            env = {**env, "PYTHONPATH": str(root)}
-        self.process = subprocess.Popen(
-            self.command, cwd=root, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
-        )
-        self.pid = self.process.pid
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.process.returncode}; see {self._log.name}")
-            try:
-                status, _, _ = asyncio.run(request_once(self.port, b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n"))
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.3)
-        raise TimeoutError("the server did not become ready")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
-
-
 # --------------------------------------------------------------------------------------------
 # the HTTP client: just enough HTTP/1.1 for keep-alive requests with a Content-Length answer
 
@@ -194,16 +153,6 @@ async def read_answer(reader: asyncio.StreamReader) -> Answer:
             headers[name.strip().lower()] = value.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
     return Answer(status, headers, body)
-
-
-async def request_once(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(raw)
-        answer = await asyncio.wait_for(read_answer(reader), 60)
-        return answer.status, answer.headers, answer.body
-    finally:
-        writer.close()
 
 
 def make_request(port: int, jpeg: bytes, multipart: bool) -> bytes:
@@ -347,19 +296,20 @@ def run_level(server: Server, requests: list[bytes], expected: list[int], level:
         while not task.done():
             now = loop.time()
             samples.append(proc_status_kb(server.pid, "VmRSS"))
-            if "cpu0" not in marks and now >= window_start:
-                marks.update(cpu0=proc_cpu_seconds(server.pid), client0=os.times(), busy0=machine_busy_seconds(), t0=now)
-            if "cpu1" not in marks and now >= window_start + level.seconds:
-                marks.update(cpu1=proc_cpu_seconds(server.pid), client1=os.times(), busy1=machine_busy_seconds(), t1=now)
+            if "server0" not in marks and now >= window_start:
+                marks.update(server0=proc_counters(server.pid), client0=os.times(), busy0=machine_busy_seconds(), t0=now)
+            if "server1" not in marks and now >= window_start + level.seconds:
+                marks.update(server1=proc_counters(server.pid), client1=os.times(), busy1=machine_busy_seconds(), t1=now)
             await asyncio.sleep(0.1)
         tally, _, _ = await task
-        if "cpu1" not in marks:
-            marks.update(cpu1=proc_cpu_seconds(server.pid), client1=os.times(), busy1=machine_busy_seconds(), t1=loop.time())
+        if "server1" not in marks:
+            marks.update(server1=proc_counters(server.pid), client1=os.times(), busy1=machine_busy_seconds(), t1=loop.time())
         return tally, marks
 
     tally, marks = runner(main())
     elapsed = marks["t1"] - marks["t0"]
-    server_cpu = marks["cpu1"] - marks["cpu0"]
+    server_cpu = marks["server1"][0] - marks["server0"][0]
+    faults = marks["server1"][1] - marks["server0"][1]
     c0, c1 = marks["client0"], marks["client1"]
     client_cpu = (c1.user - c0.user) + (c1.system - c0.system)
     busy = marks["busy1"] - marks["busy0"]
@@ -382,6 +332,7 @@ def run_level(server: Server, requests: list[bytes], expected: list[int], level:
         "statuses": {str(k): v for k, v in sorted(tally.statuses.items(), key=lambda kv: str(kv[0]))},
         "wrong": tally.wrong,
         "server_cpu": server_cpu / elapsed * 100,
+        "faults_per_200": faults / tally.ok_in_window if tally.ok_in_window else float("nan"),
         "client_cpu": client_cpu / elapsed * 100,
         "others_cpu": max(0.0, (busy - server_cpu - client_cpu) / elapsed * 100),
         "peak_rss_mb": (proc_status_kb(server.pid, "VmHWM") if rss_peak_reset else max(samples, default=0)) / 1024,
@@ -456,14 +407,16 @@ def table_row(r: dict) -> str:
         f"| {r['profile']}{tree} | {r['clients']} | {r['mode']} ({offered}) | {r['qps']:.1f} "
         f"| {r['p50']:.0f} / {r['p95']:.0f} / {r['p99']:.0f} | {r['statuses'].get('200', 0)} "
         f"| {fmt_statuses(r['statuses'])} | {r['busy_p99']:.0f} | {r['wrong']} "
-        f"| {r['server_cpu']:.0f} | {per_answer:.1f} | {r['peak_rss_mb']:.0f} | {r['client_cpu']:.0f} | {r['others_cpu']:.0f} |"
+        f"| {r['server_cpu']:.0f} | {per_answer:.1f} | {r['faults_per_200']:.0f} | {r['peak_rss_mb']:.0f} "
+        f"| {r['client_cpu']:.0f} | {r['others_cpu']:.0f} |"
     )
 
 
 HEADER = (
     "| profile | clients | sending | QPS (200s) | latency p50 / p95 / p99 ms | 200s | other answers "
-    "| 503 p99 ms | wrong 200s | server CPU % | server CPU ms / 200 | server peak RSS MB | client CPU % | others CPU % |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| 503 p99 ms | wrong 200s | server CPU % | server CPU ms / 200 | server page faults / 200 | server peak RSS MB "
+    "| client CPU % | others CPU % |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -482,8 +435,9 @@ def summary(results: list[dict]) -> list[str]:
 
     rows = [
         "| profile | clients | sending | runs | QPS (200s) | p50 ms | p95 ms | p99 ms | answers other than 200 "
-        "| 503 p99 ms | wrong 200s | server CPU % | server CPU ms / 200 | peak RSS MB | others CPU % |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| 503 p99 ms | wrong 200s | server CPU % | server CPU ms / 200 | page faults / 200 | peak RSS MB "
+        "| others CPU % |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (profile, tree, clients, mode, rate), runs in groups.items():
         others: Counter = Counter()
@@ -500,6 +454,7 @@ def summary(results: list[dict]) -> list[str]:
             f"| {max((round(r['busy_p99']) for r in runs if r['busy_p99'] == r['busy_p99']), default='-')} "
             f"| {sum(r['wrong'] for r in runs)} | {spread([r['server_cpu'] for r in runs])} "
             f"| {spread([r['server_cpu'] * 10 / r['qps'] for r in runs if r['qps']], 1)} "
+            f"| {spread([r['faults_per_200'] for r in runs if r['qps']])} "
             f"| {max(r['peak_rss_mb'] for r in runs):.0f} | {spread([r['others_cpu'] for r in runs])} |"
         )
     return rows
@@ -565,8 +520,8 @@ def main() -> None:
             for label, root, variant_env in trees:
                 env = {**profile_env(root, profile), **extra_env, **variant_env}
                 log = log_dir / f"{profile}{'-' + label if label else ''}.log"
-                starts[label] = (env, log, root)
-                server = Server(env, log, root)
+                starts[label] = (env, ["--no-cameras"], root, log)
+                server = Server(env, ["--no-cameras"], root, log)
                 servers.append((label, server))
                 server.wait_ready()
                 expected[label], recall = recall_pass(server.port, jpegs, images)

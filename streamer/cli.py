@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from .config import ConfigError, Mode, Settings, Shape, load_settings
 from .detectors import create_detector
+from .heap import keep_freed_buffers
 from .images import EXTENSIONS, ImageError
 from .stills import anonymize_image, detect_image
 from .video import EXTENSIONS as VIDEO_EXTENSIONS
@@ -23,6 +24,7 @@ log = logging.getLogger("streamer")
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    keep_freed_buffers()
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

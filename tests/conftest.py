@@ -65,23 +65,25 @@ def free_port() -> int:
 
 
 class Server:
-    """``streamer serve`` as a user runs it, in its own process, on a free loopback port.
+    """``streamer serve`` as a user runs it, in its own process, on a free loopback port (the
+    tests' servers, and the benchmarks').
 
-    Its output goes to a temporary file, not a pipe: a pipe nobody reads fills up with log lines
-    and then blocks the server.
+    Its output goes to ``log`` or a temporary file, not a pipe: a pipe nobody reads fills up with
+    log lines and then blocks the server. ``root`` runs another source tree (say an older version
+    a benchmark compares with).
     """
 
-    def __init__(self, env: dict[str, str], args: list[str]) -> None:
+    def __init__(self, env: dict[str, str], args: list[str], root: Path = ROOT, log: Path | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self._log = tempfile.TemporaryFile()
+        self.command = [sys.executable, "-m", "streamer", "serve", "--port", str(self.port), *args]
+        self._log = log.open("w+b") if log else tempfile.TemporaryFile()
+        if root != ROOT:
+            env = {**env, "PYTHONPATH": str(root)}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamer", "serve", "--port", str(self.port), *args],
-            cwd=ROOT,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
+            self.command, cwd=root, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT
         )
+        self.pid = self.process.pid
 
     def output(self) -> str:
         """Everything the server printed so far (the temporary file goes when the test process ends)."""
