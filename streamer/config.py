@@ -112,7 +112,11 @@ class ServerSettings(Strict):
     port: int = Field(8000, ge=0, le=65535)
     workers: int = Field(0, ge=0, description="CPU worker threads; 0 means one per core")
     queue_size: int = Field(16, ge=0, description="requests that may wait for a worker before 503")
-    max_wait_s: float = Field(5.0, gt=0, description="a request queued longer than this gets 503")
+    max_wait_s: float = Field(
+        1.0, gt=0,
+        description="a request that would wait longer than this for a worker (predicted from recent jobs' "
+        "times), or did, gets 503",
+    )
     max_uploads: int = Field(
         32, ge=1,
         description="still-image requests held at once (uploading, queued or worked on); beyond, 503 before "

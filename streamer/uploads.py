@@ -161,9 +161,7 @@ class Admission:
         """The error to answer with now, counted as a rejection; None when the request may come in."""
         if self.held >= self.max_uploads:
             return self.pool.refuse(f"{self.held} image requests are already being received or processed")
-        if self.pool.full():
-            return self.pool.refuse()
-        return None
+        return self.pool.refusal()
 
     @contextmanager
     def holding(self) -> Iterator[None]:

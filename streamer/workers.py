@@ -1,8 +1,10 @@
 """A bounded pool of CPU threads for request work, each thread with its own detector.
 
-Admission is counted, not queued without end: past ``workers + queue_size`` jobs in flight a new
-job is refused at once, and a job that waited longer than ``max_wait_s`` for a thread is dropped
-before it runs. Both surface as ``Overloaded`` so the API can answer 503 with ``Retry-After``.
+Admission is counted, not queued without end: a new job is refused at once when ``workers +
+queue_size`` jobs are in flight, or when the jobs ahead of it would keep it waiting longer than
+``max_wait_s`` (predicted from how long recent jobs took, so a slow detector's queue stays short
+without a per-profile queue size); a job that still waited longer than that is dropped before it
+runs. All surface as ``Overloaded`` so the API can answer 503 with ``Retry-After``.
 
 A job whose client has gone away is not run: ``run`` takes an awaitable that completes when the
 client disconnects; a job still waiting for a thread is then cancelled, and a running one is
@@ -16,6 +18,7 @@ images between processes.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import threading
 import time
@@ -28,6 +31,8 @@ from .detection import Detector
 from .detectors import create_detector
 
 T = TypeVar("T")
+# Weight of the newest job in the running mean of job times: about the last 10 jobs count.
+_SERVICE_WEIGHT = 0.1
 
 
 class Overloaded(Exception):
@@ -56,9 +61,10 @@ class PoolStats:
     capacity: int
     in_flight: int
     done: int  # ran to the end (with an answer or an image error)
-    rejected: int  # refused at admission: the pool was full
+    rejected: int  # refused at admission: the pool was full, or the predicted wait too long
     expired: int  # waited longer than max_wait_s for a thread
     abandoned: int  # client gone: dropped from the queue, or told to stop at its next stage
+    job_s: float | None  # running mean of recent jobs' run times
 
     def as_json(self) -> dict:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -76,6 +82,7 @@ class WorkerPool:
         self.capacity = self.workers + queue_size
         self._max_wait_s = max_wait_s
         self._in_flight = 0
+        self._job_s: float | None = None  # running mean of recent jobs' run times
         self._counts = {"done": 0, "rejected": 0, "expired": 0, "abandoned": 0}
         self._lock = threading.Lock()
         self._local = threading.local()
@@ -86,20 +93,40 @@ class WorkerPool:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def full(self) -> bool:
-        """True when a job submitted now would be refused (checked before reading a body, so that
-        a request past capacity is answered without being read)."""
-        return self._in_flight >= self.capacity
+    def predicted_wait(self) -> float:
+        """Seconds a job submitted now would wait for a thread, from the jobs ahead of it and the
+        mean time of recent jobs (0 while a thread is free or before any job has finished)."""
+        ahead = self._in_flight - self.workers + 1
+        if ahead <= 0 or self._job_s is None:
+            return 0.0
+        return ahead * self._job_s / self.workers
 
-    def refuse(self, reason: str | None = None) -> Overloaded:
-        """The error for a job refused at admission, counted as rejected."""
+    def refusal(self) -> Overloaded | None:
+        """The error for a job submitted now, counted as rejected, or None when it may come in
+        (checked before reading a body too, so that a request past capacity is answered unread)."""
+        with self._lock:
+            return self._refusal_locked()
+
+    def _refusal_locked(self) -> Overloaded | None:
+        wait = self.predicted_wait()
+        if self._in_flight >= self.capacity:
+            reason = f"all {self.workers} workers are busy and {self.capacity - self.workers} requests wait"
+        elif wait > self._max_wait_s:
+            reason = f"a new request would wait about {wait:.1f} s for a worker (limit {self._max_wait_s:g} s)"
+        else:
+            return None
+        self._counts["rejected"] += 1
+        return Overloaded(reason, retry_after=max(1, math.ceil(wait)))
+
+    def refuse(self, reason: str) -> Overloaded:
+        """The error for a job refused at admission for ``reason``, counted as rejected."""
         with self._lock:
             self._counts["rejected"] += 1
-        return Overloaded(reason or f"all {self.workers} workers are busy and {self.capacity - self.workers} requests wait")
+        return Overloaded(reason, retry_after=max(1, math.ceil(self.predicted_wait())))
 
     def stats(self) -> PoolStats:
         with self._lock:
-            return PoolStats(self.workers, self.capacity, self._in_flight, **self._counts)
+            return PoolStats(self.workers, self.capacity, self._in_flight, **self._counts, job_s=self._job_s)
 
     def warm_up(self) -> None:
         """Load one detector in every worker thread, so the first requests do not pay for it."""
@@ -123,11 +150,11 @@ class WorkerPool:
         ``stop.check()``. Cancelling the caller does the same.
         """
         with self._lock:
-            admitted = self._in_flight < self.capacity
-            if admitted:
+            error = self._refusal_locked()
+            if error is None:
                 self._in_flight += 1
-        if not admitted:
-            raise self.refuse()
+        if error is not None:
+            raise error
         stop = Stop()
         future: Future[T] = self._executor.submit(self._call, job, stop, time.monotonic())
         future.add_done_callback(self._release)
@@ -160,7 +187,17 @@ class WorkerPool:
         if waited > self._max_wait_s:
             raise Overloaded(f"the request waited {waited:.1f} s for a worker (limit {self._max_wait_s} s)")
         stop.check()
-        return job(self._detector(), stop)
+        started = time.monotonic()
+        try:
+            return job(self._detector(), stop)
+        finally:
+            if not stop.is_set():  # a job stopped early says nothing about how long jobs take
+                self._record(time.monotonic() - started)
+
+    def _record(self, seconds: float) -> None:
+        with self._lock:
+            mean = self._job_s
+            self._job_s = seconds if mean is None else mean + _SERVICE_WEIGHT * (seconds - mean)
 
     def _release(self, future: Future) -> None:
         error = None if future.cancelled() else future.exception()

@@ -8,6 +8,7 @@ busy for exactly as long as a test needs, and progress is awaited by polling the
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 import threading
 import time
@@ -134,7 +135,6 @@ def test_a_full_pool_refuses_at_once_and_counts_it(gated):
                    for _ in range(2)]
         while pool.in_flight < 2:
             await asyncio.sleep(0.01)
-        assert pool.full()
         with pytest.raises(Overloaded):
             await pool.run(lambda d, s: None)
         gated.gate.set()
@@ -144,6 +144,37 @@ def test_a_full_pool_refuses_at_once_and_counts_it(gated):
     pool.shutdown()
     stats = pool.stats()
     assert (stats.done, stats.rejected, stats.in_flight) == (2, 1, 0)
+
+
+def test_a_job_that_would_wait_too_long_is_refused_with_the_predicted_wait(gated):
+    pool = WorkerPool(DetectorSettings(), workers=1, queue_size=50, max_wait_s=1.0)
+
+    async def main() -> tuple[list[asyncio.Future], Overloaded]:
+        await pool.run(lambda d, s: time.sleep(0.3))  # teaches the pool how long a job takes
+        running = [asyncio.ensure_future(pool.run(lambda d, s: d.detect(np.zeros((4, 4, 3), np.uint8), 0.5)))]
+        await asyncio.to_thread(gated.entered.acquire)  # the only worker is busy
+        while True:  # queue jobs until the pool says the next would wait too long
+            try:
+                running.append(asyncio.ensure_future(pool.run(lambda d, s: None)))
+                await asyncio.sleep(0)
+                if running[-1].done():
+                    running[-1].result()
+            except Overloaded as refused:
+                running.pop()
+                return running, refused
+            assert len(running) < 50, "never refused: the queue would have filled"
+
+    running, refused = asyncio.run(asyncio.wait_for(main(), 60))
+    job_s = pool.stats().job_s
+    assert job_s >= 0.3
+    queued = len(running) - 1
+    # jobs are admitted while the wait they would have (jobs ahead x mean job time) is within 1 s
+    assert queued == int(1.0 // job_s)
+    assert refused.retry_after == max(1, math.ceil((queued + 1) * job_s))
+    assert "would wait" in str(refused)
+    gated.gate.set()
+    pool.shutdown()
+    assert pool.stats().rejected == 1
 
 
 # --------------------------------------------------------------------------------------------
