@@ -115,7 +115,7 @@ class ServerSettings(Strict):
     max_wait_s: float = Field(
         1.0, gt=0,
         description="a request that would wait longer than this for a worker (predicted from recent jobs' "
-        "times), or did, gets 503",
+        "times) gets 503; one that waited twice as long is dropped",
     )
     max_uploads: int = Field(
         32, ge=1,

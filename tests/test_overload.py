@@ -177,6 +177,27 @@ def test_a_job_that_would_wait_too_long_is_refused_with_the_predicted_wait(gated
     assert pool.stats().rejected == 1
 
 
+def test_a_job_kept_waiting_far_past_the_limit_is_dropped_before_it_runs(gated):
+    pool = WorkerPool(DetectorSettings(), workers=1, queue_size=4, max_wait_s=0.2)
+    ran: list[str] = []
+
+    async def main() -> None:
+        first = asyncio.ensure_future(pool.run(lambda d, s: d.detect(np.zeros((4, 4, 3), np.uint8), 0.5)))
+        await asyncio.to_thread(gated.entered.acquire)
+        # no job has finished yet, so nothing predicts a wait: the second job is admitted
+        second = asyncio.ensure_future(pool.run(lambda d, s: ran.append("second")))
+        await asyncio.sleep(0.6)  # the worker stays busy for three times the limit
+        gated.gate.set()
+        await first
+        with pytest.raises(Overloaded, match="waited"):
+            await second
+
+    asyncio.run(main())
+    pool.shutdown()
+    assert ran == []
+    assert pool.stats().expired == 1
+
+
 # --------------------------------------------------------------------------------------------
 # the HTTP API, in this process (so that the detector can be gated), over real sockets
 
