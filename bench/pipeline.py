@@ -5,6 +5,10 @@ the configured detector, and measures after a warm-up. Every run is its own proc
 peak RSS is its own. Usage:
 
     python bench/pipeline.py [--sizes 640x360 1280x720 1920x1080] [--cameras 1 2 4] [--seconds 10]
+                             [--heap kept|default]
+
+``--heap default`` leaves glibc's malloc as it is instead of tuning it as ``streamer`` does at
+startup (``streamer/heap.py``), to measure what that tuning does.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from clips import SINGLE_FACE, make_clip  # noqa: E402
 
 from streamer.config import CameraSettings, load_settings  # noqa: E402
 from streamer.detectors import create_detector  # noqa: E402
+from streamer.heap import keep_freed_buffers  # noqa: E402
 from streamer.pipeline import CameraPipeline  # noqa: E402
 
 CLIPS = ROOT / ".cache" / "bench-clips"
@@ -90,9 +95,13 @@ def main() -> None:
     parser.add_argument("--cameras", nargs="+", type=int, default=[1, 2, 4])
     parser.add_argument("--seconds", type=float, default=10.0, help="measured time per run")
     parser.add_argument("--warmup", type=float, default=3.0)
+    parser.add_argument("--heap", choices=["kept", "default"], default="kept",
+                        help="kept: malloc tuned as the streamer command does; default: glibc's defaults")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "CAMERAS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
+        if args.heap == "kept":
+            keep_freed_buffers()
         print(json.dumps(run_once(args.one[0], int(args.one[1]), args.seconds, args.warmup)))
         return
 
@@ -101,7 +110,8 @@ def main() -> None:
     print(f"command: {command}")
     print(f"cores: {len(os.sched_getaffinity(0))}, detector: {settings.pipeline.detector.profile} "
           f"({settings.pipeline.detector.backend}), "
-          f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s")
+          f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s, "
+          f"heap: {args.heap}")
     print()
     print("| source | cameras | output fps / camera | detect fps / camera | dropped (detect / anonymize / encode) "
           "| fail-closed frames | latency p50 / p95 ms | CPU % (of one core) | peak RSS MB |")
@@ -110,7 +120,7 @@ def main() -> None:
         for cameras in args.cameras:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", size, str(cameras), "--seconds", str(args.seconds),
-                 "--warmup", str(args.warmup)],
+                 "--warmup", str(args.warmup), "--heap", args.heap],
                 capture_output=True, text=True, check=True,
             ).stdout.strip().splitlines()[-1]
             r = json.loads(out)
