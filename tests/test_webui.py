@@ -91,3 +91,27 @@ def test_still_image_page_uploads_and_shows_the_anonymized_result(live_server, b
     assert shown.shape[:2] == (entry["height"], entry["width"])
     assert page.get_attribute(".result .download", "download").endswith("-anonymized.jpg")
     page.close()
+
+
+def test_still_image_page_retries_a_busy_server_after_retry_after(live_server, browser, easy_images):
+    entry = easy_images[0]
+    page = browser.new_page()
+    busy: list[str] = []
+
+    def first_answer_busy(route) -> None:
+        # The first upload meets a server at capacity (as past server.max_wait_s); later ones go through.
+        if not busy:
+            busy.append(route.request.url)
+            route.fulfill(status=503, headers={"Retry-After": "1"}, json={"error": "overloaded", "detail": "busy"})
+        else:
+            route.continue_()
+
+    page.route("**/v1/anonymize*", first_answer_busy)
+    page.goto(live_server.url + "/stills.html")
+    page.set_input_files("#files", str(FACES_DEV / entry["file"]))
+    page.wait_for_function("() => document.querySelector('.result .caption').textContent.includes('busy')")
+    page.wait_for_selector(".result[data-faces]", timeout=20000)
+    assert len(busy) == 1
+    assert int(page.get_attribute(".result", "data-faces")) >= len(entry["faces"])
+    assert page.query_selector(".result.failed") is None
+    page.close()

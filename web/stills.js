@@ -5,15 +5,29 @@ const input = document.getElementById("files");
 const results = document.getElementById("results");
 const errorBox = document.getElementById("error");
 
+// A busy server answers 503 with Retry-After (seconds): wait that long and send again, this
+// many times in all, before showing the refusal.
+const MAX_TRIES = 5;
+
+async function send(file, params, caption) {
+  for (let attempt = 1; ; attempt++) {
+    const body = new FormData();
+    body.append("file", file, file.name);
+    const reply = await fetch(`v1/anonymize?${params}`, { method: "POST", body });
+    const wait = Number(reply.headers.get("Retry-After"));
+    if (reply.status !== 503 || !wait || attempt === MAX_TRIES) return reply;
+    caption.textContent = `Server busy: trying again in ${wait} s`;
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+  }
+}
+
 async function anonymize(file) {
   const node = document.getElementById("result").content.firstElementChild.cloneNode(true);
   node.querySelector(".title").textContent = file.name;
   node.querySelector(".original").src = URL.createObjectURL(file);
   results.prepend(node);
   const params = new URLSearchParams(new FormData(form));
-  const body = new FormData();
-  body.append("file", file, file.name);
-  const reply = await fetch(`v1/anonymize?${params}`, { method: "POST", body });
+  const reply = await send(file, params, node.querySelector(".caption"));
   if (!reply.ok) {
     const problem = await reply.json().catch(() => ({ detail: reply.statusText }));
     node.querySelector(".caption").textContent = `Refused (${reply.status}): ${problem.detail}`;
