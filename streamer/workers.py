@@ -4,7 +4,8 @@ Admission is counted, not queued without end: a new job is refused at once when 
 queue_size`` jobs are in flight, or when the jobs ahead of it would keep it waiting longer than
 ``max_wait_s`` (predicted from how long recent jobs took, so a slow detector's queue stays short
 without a per-profile queue size); a job that still waited twice that long (the prediction was
-wrong: jobs suddenly slower, or a stalled detector) is dropped before it runs. All surface as ``Overloaded`` so the API can answer 503 with ``Retry-After``.
+wrong: jobs suddenly slower, or a stalled detector) is dropped before it runs. All surface as
+``Overloaded`` so the API can answer 503 with ``Retry-After``.
 
 A job whose client has gone away is not run: ``run`` takes an awaitable that completes when the
 client disconnects; a job still waiting for a thread is then cancelled, and a running one is
@@ -32,7 +33,7 @@ from .detectors import create_detector
 
 T = TypeVar("T")
 # Weight of the newest job in the running mean of job times: about the last 10 jobs count.
-_SERVICE_WEIGHT = 0.1
+_JOB_TIME_WEIGHT = 0.1
 # A job admitted with a predicted wait within max_wait_s is dropped only once it has waited this
 # many times as long: waits scatter around the prediction, and a job dropped after waiting about
 # as long as allowed would waste that wait (a late 503 instead of a slightly late answer).
@@ -189,7 +190,9 @@ class WorkerPool:
     def _call(self, job: Callable[[Detector, Stop], T], stop: Stop, submitted: float) -> T:
         waited = time.monotonic() - submitted
         if waited > self._max_wait_s * _EXPIRY_FACTOR:
-            raise Overloaded(f"the request waited {waited:.1f} s for a worker (limit {self._max_wait_s:g} s)")
+            raise Overloaded(
+                f"the request waited {waited:.1f} s for a worker (over twice the limit of {self._max_wait_s:g} s)"
+            )
         stop.check()
         started = time.monotonic()
         try:
@@ -201,7 +204,7 @@ class WorkerPool:
     def _record(self, seconds: float) -> None:
         with self._lock:
             mean = self._job_s
-            self._job_s = seconds if mean is None else mean + _SERVICE_WEIGHT * (seconds - mean)
+            self._job_s = seconds if mean is None else mean + _JOB_TIME_WEIGHT * (seconds - mean)
 
     def _release(self, future: Future) -> None:
         error = None if future.cancelled() else future.exception()
