@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import math
 import sys
 from pathlib import Path
+from typing import Callable
 
 from tqdm import tqdm
 
-from .config import ConfigError, Mode, Settings, Shape, load_settings
+from .config import AnonymizerSettings, ConfigError, Mode, Settings, Shape, load_settings
+from .detection import Detector
 from .detectors import create_detector
 from .heap import keep_freed_buffers
 from .images import EXTENSIONS, ImageError
 from .stills import anonymize_image, detect_image
 from .video import EXTENSIONS as VIDEO_EXTENSIONS
 from .video import VideoError, anonymize_video, frame_count
+from .workers import Stop, WorkerPool
 
 log = logging.getLogger("streamer")
 
@@ -107,27 +112,65 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return 2
-    detector = create_detector(settings.detector)
-    failed = 0
     images = [(source, target) for source, target in jobs if source.suffix.lower() in EXTENSIONS]
     videos = [(source, target) for source, target in jobs if source.suffix.lower() in VIDEO_EXTENSIONS]
-    try:
-        for source, target in tqdm(images, unit="image", disable=len(images) < 2):
-            try:
-                result = anonymize_image(source.read_bytes(), detector, threshold, anonymizer, settings.image)
-            except (OSError, ImageError) as exc:
-                log.error("%s: skipped: %s", source, exc)
-                failed += 1
-                continue
+    failed = _anonymize_images(images, settings, anonymizer, threshold) if images else 0
+    failed += _anonymize_videos(videos, settings, anonymizer, threshold, args.keep_audio) if videos else 0
+    log.info("anonymized %d of %d files into %s", len(jobs) - failed, len(jobs), args.output)
+    return 1 if failed else 0
+
+
+def _anonymize_images(
+    images: list[tuple[Path, Path]], settings: Settings, anonymizer: AnonymizerSettings, threshold: float
+) -> int:
+    """Anonymize (source, target) image files on every core, as the server's worker pool does (one
+    thread and detector per core, one image in memory per thread); returns how many failed."""
+    pool = WorkerPool(settings.detector, workers=0, queue_size=len(images), max_wait_s=math.inf)
+
+    def job(source: Path, target: Path) -> Callable[[Detector, Stop], None]:
+        def run(detector: Detector, stop: Stop) -> None:
+            result = anonymize_image(source.read_bytes(), detector, threshold, anonymizer, settings.image)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(result.data)
+        return run
+
+    async def run_all() -> int:
+        with tqdm(total=len(images), unit="image", disable=len(images) < 2) as bar:
+
+            async def one(source: Path, target: Path) -> bool:
+                try:
+                    await pool.run(job(source, target))
+                    return True
+                except (OSError, ImageError) as exc:
+                    log.error("%s: skipped: %s", source, exc)
+                    return False
+                finally:
+                    bar.update()
+
+            done = await asyncio.gather(*(one(source, target) for source, target in images))
+        return done.count(False)
+
+    try:
+        return asyncio.run(run_all())
+    finally:
+        pool.shutdown()
+
+
+def _anonymize_videos(
+    videos: list[tuple[Path, Path]], settings: Settings, anonymizer: AnonymizerSettings, threshold: float,
+    keep_audio: bool,
+) -> int:
+    """Anonymize (source, target) video files one after another; returns how many failed."""
+    failed = 0
+    detector = create_detector(settings.detector)
+    try:
         for source, target in videos:
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
                     report = anonymize_video(
                         source, target, detector, threshold, anonymizer, settings.pipeline.hold_s,
-                        keep_audio=args.keep_audio, on_frame=bar.update,
+                        keep_audio=keep_audio, on_frame=bar.update,
                     )
             except (OSError, VideoError) as exc:
                 log.error("%s: skipped: %s", source, exc)
@@ -136,8 +179,7 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
             log.info("%s -> %s: %d frames at %s fps", source, target, report.frames, report.fps)
     finally:
         detector.close()
-    log.info("anonymized %d of %d files into %s", len(jobs) - failed, len(jobs), args.output)
-    return 1 if failed else 0
+    return failed
 
 
 def _plan(inputs: list[Path], output: Path) -> list[tuple[Path, Path]]:
