@@ -13,7 +13,7 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .config import AnonymizerSettings, ConfigError, Mode, Settings, Shape, load_settings
+from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings
 from .detection import Detector
 from .detectors import create_detector
 from .heap import keep_freed_buffers
@@ -21,7 +21,7 @@ from .images import EXTENSIONS, ImageError
 from .stills import anonymize_image, detect_image
 from .video import EXTENSIONS as VIDEO_EXTENSIONS
 from .video import VideoError, anonymize_video, frame_count
-from .workers import Stop, WorkerPool
+from .workers import Stop, WorkerPool, cpu_count
 
 log = logging.getLogger("streamer")
 
@@ -114,22 +114,27 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     images = [(source, target) for source, target in jobs if source.suffix.lower() in EXTENSIONS]
     videos = [(source, target) for source, target in jobs if source.suffix.lower() in VIDEO_EXTENSIONS]
-    failed = _anonymize_images(images, settings, anonymizer, threshold) if images else 0
-    failed += _anonymize_videos(videos, settings, anonymizer, threshold, args.keep_audio) if videos else 0
+    # one thread and detector per core, as the server has; every image may wait in its queue
+    pool = WorkerPool(settings.detector, workers=0, queue_size=len(images) + 4 * cpu_count(), max_wait_s=math.inf)
+    try:
+        failed = _anonymize_images(images, pool, settings.image, anonymizer, threshold) if images else 0
+        failed += _anonymize_videos(videos, pool, settings, anonymizer, threshold, args.keep_audio) if videos else 0
+    finally:
+        pool.shutdown()
     log.info("anonymized %d of %d files into %s", len(jobs) - failed, len(jobs), args.output)
     return 1 if failed else 0
 
 
 def _anonymize_images(
-    images: list[tuple[Path, Path]], settings: Settings, anonymizer: AnonymizerSettings, threshold: float
+    images: list[tuple[Path, Path]], pool: WorkerPool, limits: ImageSettings, anonymizer: AnonymizerSettings,
+    threshold: float,
 ) -> int:
-    """Anonymize (source, target) image files on every core, as the server's worker pool does (one
-    thread and detector per core, one image in memory per thread); returns how many failed."""
-    pool = WorkerPool(settings.detector, workers=0, queue_size=len(images), max_wait_s=math.inf)
+    """Anonymize (source, target) image files on every worker of ``pool`` at once (each image is
+    read inside its job, so one per worker is in memory); returns how many failed."""
 
     def job(source: Path, target: Path) -> Callable[[Detector, Stop], None]:
         def run(detector: Detector, stop: Stop) -> None:
-            result = anonymize_image(source.read_bytes(), detector, threshold, anonymizer, settings.image)
+            result = anonymize_image(source.read_bytes(), detector, threshold, anonymizer, limits)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(result.data)
         return run
@@ -150,35 +155,29 @@ def _anonymize_images(
             done = await asyncio.gather(*(one(source, target) for source, target in images))
         return done.count(False)
 
-    try:
-        return asyncio.run(run_all())
-    finally:
-        pool.shutdown()
+    return asyncio.run(run_all())
 
 
 def _anonymize_videos(
-    videos: list[tuple[Path, Path]], settings: Settings, anonymizer: AnonymizerSettings, threshold: float,
-    keep_audio: bool,
+    videos: list[tuple[Path, Path]], pool: WorkerPool, settings: Settings, anonymizer: AnonymizerSettings,
+    threshold: float, keep_audio: bool,
 ) -> int:
-    """Anonymize (source, target) video files one after another; returns how many failed."""
+    """Anonymize (source, target) video files one after another, each frame's detection on
+    ``pool``; returns how many failed."""
     failed = 0
-    detector = create_detector(settings.detector)
-    try:
-        for source, target in videos:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
-                    report = anonymize_video(
-                        source, target, detector, threshold, anonymizer, settings.pipeline.hold_s,
-                        keep_audio=keep_audio, on_frame=bar.update,
-                    )
-            except (OSError, VideoError) as exc:
-                log.error("%s: skipped: %s", source, exc)
-                failed += 1
-                continue
-            log.info("%s -> %s: %d frames at %s fps", source, target, report.frames, report.fps)
-    finally:
-        detector.close()
+    for source, target in videos:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
+                report = anonymize_video(
+                    source, target, pool, threshold, anonymizer, settings.pipeline.hold_s,
+                    keep_audio=keep_audio, on_frame=bar.update,
+                )
+        except (OSError, VideoError) as exc:
+            log.error("%s: skipped: %s", source, exc)
+            failed += 1
+            continue
+        log.info("%s -> %s: %d frames at %s fps", source, target, report.frames, report.fps)
     return failed
 
 

@@ -1,11 +1,16 @@
 """Anonymizing a video file offline: every frame detected, same frames and timestamps out.
 
-The output is H.264 in the container the output name asks for. Audio is dropped unless asked
+Frames are detected on every worker of a ``WorkerPool`` at once, a few frames ahead of the one
+being anonymized and encoded, and their detections are taken in frame order: the output is what
+detecting one frame after another gives, on all cores. The output is H.264 in the container the
+output name asks for. Audio is dropped unless asked
 for (then copied untouched); the input's container metadata (GPS, device names) is not copied.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -16,8 +21,9 @@ import numpy as np
 
 from .anonymize import Anonymizer
 from .config import AnonymizerSettings
-from .detection import Detector
+from .detection import Face
 from .tracking import Tracker
+from .workers import WorkerPool
 
 EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"})
 
@@ -39,10 +45,21 @@ def frame_count(path: Path) -> int:
         return container.streams.video[0].frames if container.streams.video else 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """A decoded frame waiting for its detections."""
+
+    pixels: np.ndarray
+    pts: int | None
+    time_base: Fraction | None
+    t: float
+    faces: Future[list[Face]]
+
+
 def anonymize_video(
     source: Path,
     target: Path,
-    detector: Detector,
+    pool: WorkerPool,
     threshold: float,
     anonymizer: AnonymizerSettings,
     hold_s: float,
@@ -52,6 +69,23 @@ def anonymize_video(
     hide = Anonymizer(anonymizer)
     tracker = Tracker(hold_s)
     frames = faces = 0
+    pending: deque[_Pending] = deque()
+    ahead = 2 * pool.workers  # frames decoded and being detected beyond the one being encoded
+
+    def finish_oldest() -> None:
+        nonlocal frames, faces
+        frame = pending.popleft()
+        tracker.update(frame.t, frame.faces.result())
+        held = tracker.faces_at(frame.t) or []
+        hide.apply(frame.pixels, held)
+        out = av.VideoFrame.from_ndarray(frame.pixels, format="rgb24")
+        out.pts, out.time_base = frame.pts, frame.time_base
+        dst.mux(video_out.encode(out))
+        frames += 1
+        faces += len(held)
+        if on_frame:
+            on_frame()
+
     try:
         src = av.open(str(source))
     except (av.FFmpegError, OSError) as exc:
@@ -87,17 +121,14 @@ def anonymize_video(
                         pixels = frame.to_ndarray(format="rgb24")
                         if pixels.shape[:2] != (video_out.height, video_out.width):  # odd sizes: H.264 wants even
                             pixels = np.ascontiguousarray(pixels[: video_out.height, : video_out.width])
-                        t = float(frame.time) if frame.time is not None else frames / float(rate or 30)
-                        tracker.update(t, detector.detect(pixels, threshold))
-                        held = tracker.faces_at(t) or []
-                        hide.apply(pixels, held)
-                        out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-                        out.pts, out.time_base = frame.pts, frame.time_base
-                        dst.mux(video_out.encode(out))
-                        frames += 1
-                        faces += len(held)
-                        if on_frame:
-                            on_frame()
+                        index = frames + len(pending)
+                        t = float(frame.time) if frame.time is not None else index / float(rate or 30)
+                        job = pool.submit(lambda detector, stop, image=pixels: detector.detect(image, threshold))
+                        pending.append(_Pending(pixels, frame.pts, frame.time_base, t, job))
+                        while len(pending) > ahead or (pending and pending[0].faces.done()):
+                            finish_oldest()
+                while pending:
+                    finish_oldest()
                 dst.mux(video_out.encode(None))
             except av.FFmpegError as exc:
                 raise VideoError(f"failed after {frames} frames: {exc}") from None

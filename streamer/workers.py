@@ -154,15 +154,8 @@ class WorkerPool:
         cancelled if it has not started, or ``stop`` is set so that it ends at its next
         ``stop.check()``. Cancelling the caller does the same.
         """
-        with self._lock:
-            error = self._refusal_locked()
-            if error is None:
-                self._in_flight += 1
-        if error is not None:
-            raise error
         stop = Stop()
-        future: Future[T] = self._executor.submit(self._call, job, stop, time.monotonic())
-        future.add_done_callback(self._release)
+        future = self.submit(job, stop)
         answer = asyncio.wrap_future(future)
         watcher = asyncio.ensure_future(gone()) if gone is not None else None
         try:
@@ -181,6 +174,19 @@ class WorkerPool:
         finally:
             if watcher is not None:
                 watcher.cancel()
+
+    def submit(self, job: Callable[[Detector, Stop], T], stop: Stop | None = None) -> Future[T]:
+        """Queue ``job(detector, stop)`` for a worker thread and return its future (for callers
+        without an event loop, such as the command line); raises ``Overloaded`` as ``run`` does."""
+        with self._lock:
+            error = self._refusal_locked()
+            if error is None:
+                self._in_flight += 1
+        if error is not None:
+            raise error
+        future: Future[T] = self._executor.submit(self._call, job, stop or Stop(), time.monotonic())
+        future.add_done_callback(self._release)
+        return future
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
