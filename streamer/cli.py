@@ -20,7 +20,7 @@ from .heap import keep_freed_buffers
 from .images import EXTENSIONS, ImageError
 from .stills import anonymize_image, detect_image
 from .video import EXTENSIONS as VIDEO_EXTENSIONS
-from .video import VideoError, anonymize_video, frame_count
+from .video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
 from .workers import Stop, WorkerPool, cpu_count
 
 log = logging.getLogger("streamer")
@@ -114,8 +114,10 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     images = [(source, target) for source, target in jobs if source.suffix.lower() in EXTENSIONS]
     videos = [(source, target) for source, target in jobs if source.suffix.lower() in VIDEO_EXTENSIONS]
-    # one thread and detector per core, as the server has; every image may wait in its queue
-    pool = WorkerPool(settings.detector, workers=0, queue_size=len(images) + 4 * cpu_count(), max_wait_s=math.inf)
+    # One thread and detector per core, as the server has. Every image may wait in its queue, and
+    # a video keeps 1 + LOOKAHEAD_FRAMES + 2 per worker frames in it.
+    queue_size = len(images) + 1 + LOOKAHEAD_FRAMES + 2 * cpu_count()
+    pool = WorkerPool(settings.detector, workers=0, queue_size=queue_size, max_wait_s=math.inf)
     try:
         failed = _anonymize_images(images, pool, settings.image, anonymizer, threshold) if images else 0
         failed += _anonymize_videos(videos, pool, settings, anonymizer, threshold, args.keep_audio) if videos else 0

@@ -58,9 +58,14 @@ class Tracker:
                     best.seen.sort(key=lambda item: item[0])
                 else:
                     self._tracks.append(Track(face, captured, captured, [(captured, face)]))
-            self._tracks = [t for t in self._tracks if t.last_seen >= captured - self.hold_s]
-            for track in self._tracks:  # history older than two hold times is of no use
-                track.seen = [item for item in track.seen if item[0] >= captured - 2 * self.hold_s]
+            # Forget what no query can use any more. Frames are asked about after later detections
+            # came in (the pipeline's wait, a video's look-ahead), and ``faces_at`` applies the hold
+            # itself, so a track is kept for two hold times, not one: pruning at one would end a
+            # face's hold early on every frame older than the newest detection.
+            horizon = captured - 2 * self.hold_s
+            self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
+            for track in self._tracks:
+                track.seen = [item for item in track.seen if item[0] >= horizon]
             self._last_detection = captured if self._last_detection is None else max(self._last_detection, captured)
             self._updated.notify_all()
 

@@ -1,8 +1,11 @@
 """Anonymizing a video file offline: every frame detected, same frames and timestamps out.
 
 Frames are detected on every worker of a ``WorkerPool`` at once, a few frames ahead of the one
-being anonymized and encoded, and their detections are taken in frame order: the output is what
-detecting one frame after another gives, on all cores. The output is H.264 in the container the
+being anonymized and encoded, and their detections go to the tracker in frame order. A frame is
+hidden only once the detections of the next few frames are known, as a live camera's frame waits
+for the next detection: a face the detector misses on a frame is hidden there by one box around
+where it was before and after, and a face first seen a little later is hidden on the frames
+just before it too. The output is H.264 in the container the
 output name asks for. Audio is dropped unless asked
 for (then copied untouched); the input's container metadata (GPS, device names) is not copied.
 """
@@ -26,6 +29,8 @@ from .tracking import Tracker
 from .workers import WorkerPool
 
 EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"})
+# Later frames whose detections are known before a frame is hidden (see the module docstring).
+LOOKAHEAD_FRAMES = 2
 
 
 class VideoError(RuntimeError):
@@ -69,13 +74,21 @@ def anonymize_video(
     hide = Anonymizer(anonymizer)
     tracker = Tracker(hold_s)
     frames = faces = 0
-    pending: deque[_Pending] = deque()
-    ahead = 2 * pool.workers  # frames decoded and being detected beyond the one being encoded
+    pending: deque[_Pending] = deque()  # decoded frames, oldest first
+    tracked = 0  # how many of them, from the oldest, have their detections in the tracker
+    # the oldest frame, the frames whose detections it waits for, and enough more to keep every
+    # worker busy meanwhile
+    held_back = 1 + LOOKAHEAD_FRAMES + 2 * pool.workers
 
     def finish_oldest() -> None:
-        nonlocal frames, faces
+        nonlocal frames, faces, tracked
+        # this frame's detections and the next frames' go to the tracker, in frame order
+        while tracked < min(1 + LOOKAHEAD_FRAMES, len(pending)):
+            later = pending[tracked]
+            tracker.update(later.t, later.faces.result())
+            tracked += 1
         frame = pending.popleft()
-        tracker.update(frame.t, frame.faces.result())
+        tracked -= 1
         held = tracker.faces_at(frame.t) or []
         hide.apply(frame.pixels, held)
         out = av.VideoFrame.from_ndarray(frame.pixels, format="rgb24")
@@ -125,7 +138,7 @@ def anonymize_video(
                         t = float(frame.time) if frame.time is not None else index / float(rate or 30)
                         job = pool.submit(lambda detector, stop, image=pixels: detector.detect(image, threshold))
                         pending.append(_Pending(pixels, frame.pts, frame.time_base, t, job))
-                        while len(pending) > ahead or (pending and pending[0].faces.done()):
+                        if len(pending) >= held_back:
                             finish_oldest()
                 while pending:
                     finish_oldest()

@@ -14,6 +14,24 @@ def test_a_face_stays_hidden_for_the_hold_time_after_it_is_lost():
     assert tracker.faces_at(10.6) == []  # 0.6 s after it was last seen: released
 
 
+def test_a_face_stays_held_on_an_older_frame_after_later_detections_came_in():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(10.0, [FACE])
+    tracker.update(10.7, [])  # a later frame is detected before the frame of 10.4 is hidden
+    assert tracker.faces_at(10.4) == [FACE]  # 0.4 s after it was last seen: still held
+    assert tracker.faces_at(10.7) == []
+
+
+def test_a_face_first_seen_on_a_later_frame_is_hidden_on_the_frames_before():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [])
+    tracker.update(1.1, [])  # missed here
+    tracker.update(1.2, [FACE])
+    # up to hold_s before it was first seen (it was most likely there, missed)
+    assert tracker.faces_at(1.1) == [FACE]
+    assert tracker.faces_at(1.0) == [FACE]
+
+
 def test_a_moving_face_keeps_one_box_that_follows_it():
     tracker = Tracker(hold_s=0.5)
     tracker.update(1.0, [FACE])
