@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import math
 import sys
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Callable
 
@@ -141,23 +141,15 @@ def _anonymize_images(
             target.write_bytes(result.data)
         return run
 
-    async def run_all() -> int:
-        with tqdm(total=len(images), unit="image", disable=len(images) < 2) as bar:
-
-            async def one(source: Path, target: Path) -> bool:
-                try:
-                    await pool.run(job(source, target))
-                    return True
-                except (OSError, ImageError) as exc:
-                    log.error("%s: skipped: %s", source, exc)
-                    return False
-                finally:
-                    bar.update()
-
-            done = await asyncio.gather(*(one(source, target) for source, target in images))
-        return done.count(False)
-
-    return asyncio.run(run_all())
+    runs = {pool.submit(job(source, target)): source for source, target in images}
+    failed = 0
+    for done in tqdm(as_completed(runs), total=len(runs), unit="image", disable=len(runs) < 2):
+        try:
+            done.result()
+        except (OSError, ImageError) as exc:
+            log.error("%s: skipped: %s", runs[done], exc)
+            failed += 1
+    return failed
 
 
 def _anonymize_videos(

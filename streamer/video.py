@@ -5,9 +5,10 @@ being anonymized and encoded, and their detections go to the tracker in frame or
 hidden only once the detections of the next few frames are known, as a live camera's frame waits
 for the next detection: a face the detector misses on a frame is hidden there by one box around
 where it was before and after, and a face first seen a little later is hidden on the frames
-just before it too. The output is H.264 in the container the
-output name asks for. Audio is dropped unless asked
-for (then copied untouched); the input's container metadata (GPS, device names) is not copied.
+just before it too.
+
+The output is H.264 in the container the output name asks for. Audio is dropped unless asked for
+(then copied untouched); the input's container metadata (GPS, device names) is not copied.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ class PoolStats:
     in_flight: int
     done: int  # ran to the end (with an answer or an image error)
     rejected: int  # refused at admission: the pool was full, or the predicted wait too long
-    expired: int  # waited longer than max_wait_s for a thread
+    expired: int  # waited over twice max_wait_s for a thread
     abandoned: int  # client gone: dropped from the queue, or told to stop at its next stage
     job_s: float | None  # running mean of recent jobs' run times
 
