@@ -165,13 +165,15 @@ def _anonymize_videos(
             with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
                 report = anonymize_video(
                     source, target, pool, threshold, anonymizer, settings.pipeline.hold_s,
-                    keep_audio=keep_audio, on_frame=bar.update,
+                    fail_mode=settings.pipeline.fail_mode, keep_audio=keep_audio, on_frame=bar.update,
                 )
         except (OSError, VideoError) as exc:
             log.error("%s: skipped: %s", source, exc)
             failed += 1
             continue
         log.info("%s -> %s: %d frames at %s fps", source, target, report.frames, report.fps)
+        if report.hidden_whole:
+            log.warning("%s: %d frames hidden whole: their detection failed", source, report.hidden_whole)
     return failed
 
 

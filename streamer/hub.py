@@ -47,7 +47,8 @@ class FrameHub:
         return self._latest
 
     def publish(self, pixels: np.ndarray, captured: float, index: int) -> Published:
-        """Called by the pipeline's encode thread for every output frame."""
+        """Called by the pipeline's encode thread for every output frame; the pixels become read-only."""
+        pixels.flags.writeable = False
         with self._published:
             seq = self._latest.seq + 1 if self._latest else 0
             self._latest = published = Published(seq, pixels, captured, index)

@@ -24,6 +24,9 @@ FACES = Histogram(
     "streamer_faces_per_frame", "Faces hidden in each output frame", ["camera"],
     buckets=(0, 1, 2, 3, 5, 10, 20, 50),
 )
+STAGE_ERRORS = Counter(
+    "streamer_stage_errors_total", "Times a pipeline stage raised and was restarted, by stage", ["camera", "stage"]
+)
 RECONNECTS = Counter("streamer_reconnects_total", "Times a source was reopened", ["camera"])
 VIEWERS = Gauge("streamer_viewers", "Open MJPEG streams", ["camera"])
 UP = Gauge("streamer_camera_up", "1 while the camera delivers frames", ["camera"])

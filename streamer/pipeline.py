@@ -7,6 +7,10 @@ the tracker holds at each frame's capture time.
 
 Fail closed: a frame whose newest detection is older than the hold time (the detector is slow,
 stalled or failing, or has not started) is hidden whole. No frame reaches the encoder any other way.
+
+A stage that raises is logged with the camera's name, counted (``stage_errors`` in the status,
+``streamer_stage_errors_total``) and started again after a short pause; the frame it held is
+dropped, never passed on half-done, so a failing anonymizer can only make the output stall.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from .tracking import Tracker
 log = logging.getLogger("streamer.pipeline")
 
 _POLL_S = 0.25  # how often idle threads look at the stop flag
+_RESTART_S = 0.1  # pause before a stage that raised is run again
+_STAGES = ("capture", "detect", "anonymize", "encode")
 
 
 class CameraState(str, Enum):
@@ -112,20 +118,41 @@ class CameraPipeline:
         self.reconnects = 0
         self.faces = 0
         self.fail_closed = 0
+        self.stage_errors = dict.fromkeys(_STAGES, 0)
         self._latencies: deque[float] = deque(maxlen=300)  # seconds, the newest output frames
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        for stage, target in (
-            ("capture", self._capture_loop),
-            ("detect", self._detect_loop),
-            ("anonymize", partial(self._consume, self._to_anonymize, self._anonymize)),
-            ("encode", partial(self._consume, self._to_encode, self._encode)),
-        ):
-            thread = threading.Thread(target=target, name=f"{self.name}-{stage}", daemon=True)
+        bodies = {
+            "capture": self._capture_loop,
+            "detect": self._detect_loop,
+            "anonymize": partial(self._consume, self._to_anonymize, self._anonymize),
+            "encode": partial(self._consume, self._to_encode, self._encode),
+        }
+        for stage in _STAGES:
+            thread = threading.Thread(
+                target=self._supervise, args=(stage, bodies[stage]), name=f"{self.name}-{stage}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
+
+    def _supervise(self, stage: str, body: Callable[[], None]) -> None:
+        """Run one stage until the camera stops (or its source ends); restart it whenever it raises."""
+        while not self._stop.is_set():
+            try:
+                body()
+                return
+            except Exception as exc:
+                self._stage_failed(stage, exc)
+                self._stop.wait(_RESTART_S)
+
+    def _stage_failed(self, stage: str, exc: Exception) -> None:
+        self.stage_errors[stage] += 1
+        self.last_error = f"{stage} stage failed: {_brief(exc)}"
+        metrics.STAGE_ERRORS.labels(self.name, stage).inc()
+        log.error("camera %s: %s stage failed, restarting it: %s", self.name, stage, _brief(exc))
+        log.debug("camera %s: %s stage traceback", self.name, stage, exc_info=True)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -154,6 +181,7 @@ class CameraPipeline:
                 "encode": self._to_encode.dropped,
             },
             "fail_closed_frames": self.fail_closed,
+            "stage_errors": dict(self.stage_errors),
             "faces": self.faces,
             "latency_ms": self.latency_ms(),
             "reconnects": self.reconnects,
@@ -218,9 +246,8 @@ class CameraPipeline:
             except SourceError as exc:
                 self.last_error = str(exc)
                 log.warning("camera %s: %s", self.name, exc)
-            except Exception as exc:  # a bug or a library failure must not kill the camera
-                self.last_error = f"unexpected error: {exc}"
-                log.exception("camera %s: capture failed", self.name)
+            except Exception as exc:  # a bug or a library failure: reopen the source, as for a camera error
+                self._stage_failed("capture", exc)
             if self._stop.is_set():
                 return
             self.state = CameraState.reconnecting
@@ -300,3 +327,9 @@ class CameraPipeline:
         self._count("output")
         metrics.LATENCY_SECONDS.labels(self.name).observe(latency)
         metrics.FACES.labels(self.name).observe(item.faces)
+
+
+def _brief(exc: BaseException) -> str:
+    """An exception for a log line or the status: its type and the start of its message."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"

@@ -8,10 +8,15 @@ A frame the detector did not see itself lies between two detections. When the la
 known (the pipeline waits a little for it, see ``wait_for``), each face is hidden by one box around
 both its earlier and its later box: wherever it was in between, it is covered, even when it moved
 fast or the camera jumped. A face first seen on a later frame is hidden on the frames just before too.
+
+Times need not be seconds: video files use frame numbers, so that gaps in their timestamps do not
+end a face's hold. What the tracker has forgotten it never answers for: a frame asked about after
+the detections around it were pruned gets ``None`` (hide it whole), never "no faces".
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -36,6 +41,7 @@ class Tracker:
         self.hold_s = hold_s
         self._tracks: list[Track] = []
         self._last_detection: float | None = None
+        self._forgotten_before = -math.inf  # detections older than this have been pruned
         self._lock = threading.Lock()
         self._updated = threading.Condition(self._lock)
 
@@ -63,6 +69,7 @@ class Tracker:
             # itself, so a track is kept for two hold times, not one: pruning at one would end a
             # face's hold early on every frame older than the newest detection.
             horizon = captured - 2 * self.hold_s
+            self._forgotten_before = max(self._forgotten_before, horizon)
             self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
             for track in self._tracks:
                 track.seen = [item for item in track.seen if item[0] >= horizon]
@@ -82,7 +89,9 @@ class Tracker:
             return True
 
     def faces_at(self, captured: float) -> list[Face] | None:
-        """Faces to hide on a frame captured at ``captured``; None when detection is too stale to trust.
+        """Faces to hide on a frame captured at ``captured``; None when they are not known: nothing
+        detected within ``hold_s`` before it yet, or the detections it needs already pruned (the
+        frame is far older than the newest detection).
 
         Each face held at that time gives one box: around its box from the newest detection at or
         before ``captured`` and, unless that detection was of this very frame, its box from the
@@ -90,6 +99,8 @@ class Tracker:
         """
         with self._lock:
             if self._last_detection is None or self._last_detection < captured - self.hold_s:
+                return None
+            if captured - self.hold_s < self._forgotten_before:
                 return None
             faces = []
             for track in self._tracks:

@@ -7,12 +7,21 @@ for the next detection: a face the detector misses on a frame is hidden there by
 where it was before and after, and a face first seen a little later is hidden on the frames
 just before it too.
 
+The tracker counts in frames, not seconds: a face is held for ``hold_s`` worth of frames at the
+file's nominal rate, and never fewer than the look-ahead, so a 1-fps export, a timelapse or a gap
+in the timestamps holds faces as well as a 30-fps clip does. Fail closed: a frame whose detection
+failed, or whose faces the tracker cannot answer for, is hidden whole (``fail_mode``) and kept.
+
+Phone videos carry a display matrix (rotation): frames are turned upright before detection and
+written upright, with no rotation, so the output plays the way the input did.
+
 The output is H.264 in the container the output name asks for. Audio is dropped unless asked for
 (then copied untouched); the input's container metadata (GPS, device names) is not copied.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -23,8 +32,8 @@ from typing import Callable
 import av
 import numpy as np
 
-from .anonymize import Anonymizer
-from .config import AnonymizerSettings
+from .anonymize import Anonymizer, hide_all
+from .config import AnonymizerSettings, FailMode
 from .detection import Face
 from .tracking import Tracker
 from .workers import WorkerPool
@@ -43,6 +52,7 @@ class VideoReport:
     frames: int
     faces: int
     fps: Fraction | None
+    hidden_whole: int  # frames whose faces were not known (detection failed): hidden entirely
 
 
 def frame_count(path: Path) -> int:
@@ -51,14 +61,22 @@ def frame_count(path: Path) -> int:
         return container.streams.video[0].frames if container.streams.video else 0
 
 
+def display_rotation(path: Path) -> int:
+    """Degrees (a multiple of 90, counter-clockwise) by which players turn the video's frames."""
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            return round((frame.rotation or 0) / 90) * 90 % 360
+    return 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Pending:
-    """A decoded frame waiting for its detections."""
+    """A decoded, upright frame waiting for its detections; ``index`` is its frame number."""
 
     pixels: np.ndarray
     pts: int | None
     time_base: Fraction | None
-    t: float
+    index: int
     faces: Future[list[Face]]
 
 
@@ -69,12 +87,12 @@ def anonymize_video(
     threshold: float,
     anonymizer: AnonymizerSettings,
     hold_s: float,
+    fail_mode: FailMode = FailMode.blur,
     keep_audio: bool = False,
     on_frame: Callable[[], None] | None = None,
 ) -> VideoReport:
     hide = Anonymizer(anonymizer)
-    tracker = Tracker(hold_s)
-    frames = faces = 0
+    frames = faces = hidden_whole = 0
     pending: deque[_Pending] = deque()  # decoded frames, oldest first
     tracked = 0  # how many of them, from the oldest, have their detections in the tracker
     # the oldest frame, the frames whose detections it waits for, and enough more to keep every
@@ -82,45 +100,59 @@ def anonymize_video(
     held_back = 1 + LOOKAHEAD_FRAMES + 2 * pool.workers
 
     def finish_oldest() -> None:
-        nonlocal frames, faces, tracked
-        # this frame's detections and the next frames' go to the tracker, in frame order
+        nonlocal frames, faces, hidden_whole, tracked
+        # this frame's detections and the next frames' go to the tracker, in frame order; a frame
+        # whose detection failed leaves no entry, so it is not taken for a frame without faces
         while tracked < min(1 + LOOKAHEAD_FRAMES, len(pending)):
             later = pending[tracked]
-            tracker.update(later.t, later.faces.result())
+            if later.faces.exception() is None:
+                tracker.update(later.index, later.faces.result())
             tracked += 1
         frame = pending.popleft()
         tracked -= 1
-        held = tracker.faces_at(frame.t) or []
-        hide.apply(frame.pixels, held)
-        out = av.VideoFrame.from_ndarray(frame.pixels, format="rgb24")
+        held = tracker.faces_at(frame.index) if frame.faces.exception() is None else None
+        if held is None:
+            pixels = hide_all(frame.pixels, fail_mode)
+            hidden_whole += 1
+        else:
+            pixels = hide.apply(frame.pixels, held)
+            faces += len(held)
+        out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
         out.pts, out.time_base = frame.pts, frame.time_base
         dst.mux(video_out.encode(out))
         frames += 1
-        faces += len(held)
         if on_frame:
             on_frame()
 
     try:
+        rotation = display_rotation(source)
         src = av.open(str(source))
     except (av.FFmpegError, OSError) as exc:
         raise VideoError(f"cannot open: {exc}") from None
+    except IndexError:
+        raise VideoError("no video stream") from None
     with src:
-        if not src.streams.video:
-            raise VideoError("no video stream")
         video_in = src.streams.video[0]
         video_in.thread_type = "AUTO"
+        rate = video_in.average_rate or video_in.guessed_rate
+        # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
+        tracker = Tracker(max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1))
+        width, height = video_in.codec_context.width, video_in.codec_context.height
+        if rotation in (90, 270):
+            width, height = height, width
         audio_in = src.streams.audio[0] if keep_audio and src.streams.audio else None
         try:
             dst = av.open(str(target), "w")
         except (av.FFmpegError, OSError) as exc:
             raise VideoError(f"cannot write {target}: {exc}") from None
         with dst:
-            rate = video_in.average_rate or video_in.guessed_rate
             video_out = dst.add_stream("libx264", rate=rate)
-            video_out.width = video_in.codec_context.width // 2 * 2
-            video_out.height = video_in.codec_context.height // 2 * 2
+            video_out.width = width // 2 * 2
+            video_out.height = height // 2 * 2
             video_out.pix_fmt = "yuv420p"
-            video_out.time_base = video_in.time_base
+            # the encoder counts in the input's time base too: in 1/rate units, frames of a clip whose
+            # timestamps are irregular (gaps, variable rate) would round onto each other
+            video_out.time_base = video_out.codec_context.time_base = video_in.time_base
             video_out.options = {"crf": "20", "preset": "veryfast"}
             audio_out = dst.add_stream_from_template(audio_in) if audio_in else None
             streams = [video_in] + ([audio_in] if audio_in else [])
@@ -132,13 +164,11 @@ def anonymize_video(
                             dst.mux(packet)
                         continue
                     for frame in packet.decode():
-                        pixels = frame.to_ndarray(format="rgb24")
-                        if pixels.shape[:2] != (video_out.height, video_out.width):  # odd sizes: H.264 wants even
-                            pixels = np.ascontiguousarray(pixels[: video_out.height, : video_out.width])
-                        index = frames + len(pending)
-                        t = float(frame.time) if frame.time is not None else index / float(rate or 30)
+                        pixels = np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90)
+                        # odd sizes: H.264 wants even; rotated views: the encoder wants contiguous rows
+                        pixels = np.ascontiguousarray(pixels[: video_out.height, : video_out.width])
                         job = pool.submit(lambda detector, stop, image=pixels: detector.detect(image, threshold))
-                        pending.append(_Pending(pixels, frame.pts, frame.time_base, t, job))
+                        pending.append(_Pending(pixels, frame.pts, frame.time_base, frames + len(pending), job))
                         if len(pending) >= held_back:
                             finish_oldest()
                 while pending:
@@ -146,4 +176,4 @@ def anonymize_video(
                 dst.mux(video_out.encode(None))
             except av.FFmpegError as exc:
                 raise VideoError(f"failed after {frames} frames: {exc}") from None
-    return VideoReport(frames, faces, rate)
+    return VideoReport(frames, faces, rate, hidden_whole)

@@ -190,3 +190,57 @@ def test_detection_rate_can_be_capped(face_clip):
     pipe, outputs = run_pipeline(face_clip, lambda: create_detector(DetectorSettings(profile="fast")), seconds=3, detect_fps=5)
     assert 3 <= pipe.final_status["fps"]["detect"] <= 6.5
     assert pipe.final_status["fps"]["output"] >= 20
+
+
+# -- a stage that raises: logged, reported, restarted, and nothing raw goes out ----------------
+
+
+class FailsOnce:
+    """Wraps a callable so that its ``nth`` call raises (a bug or library failure in a stage)."""
+
+    def __init__(self, inner, nth: int) -> None:
+        self.inner, self.nth, self.calls = inner, nth, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.nth:
+            raise RuntimeError("injected failure")
+        return self.inner(*args, **kwargs)
+
+
+def inject(pipe: CameraPipeline, stage: str) -> None:
+    if stage == "detect":
+        pipe._tracker.update = FailsOnce(pipe._tracker.update, 5)
+    elif stage == "anonymize":
+        pipe._anonymizer.apply = FailsOnce(pipe._anonymizer.apply, 20)
+    elif stage == "encode":
+        pipe.hub.publish = FailsOnce(pipe.hub.publish, 20)
+    else:
+        pipe._to_anonymize.put = FailsOnce(pipe._to_anonymize.put, 20)
+
+
+@pytest.mark.parametrize("stage", ["capture", "detect", "anonymize", "encode"])
+def test_a_stage_that_raises_is_reported_and_restarted_and_no_raw_frame_leaves(
+    stage, face_clip, raw_frames, monkeypatch, caplog
+):
+    original = CameraPipeline.start
+
+    def start_with_failure(pipe: CameraPipeline) -> None:
+        inject(pipe, stage)
+        original(pipe)
+
+    monkeypatch.setattr(CameraPipeline, "start", start_with_failure)
+    with caplog.at_level("ERROR", logger="streamer.pipeline"):
+        pipe, outputs = run_pipeline(face_clip, lambda: create_detector(DetectorSettings(profile="fast")), seconds=3)
+    status = pipe.final_status
+    assert f"{stage} stage failed: RuntimeError: injected failure" in status["last_error"]
+    assert any("camera test:" in record.getMessage() and "injected failure" in record.getMessage()
+               for record in caplog.records)
+    assert status["stage_errors"][stage] == 1
+    # it recovered: frames kept coming after the failure, at the camera's rate
+    assert status["fps"]["output"] >= 20 and len(outputs) >= 60
+    for frame in outputs:
+        assert not frame.pixels.flags.writeable
+        raw, faces = raw_frames[frame.index % len(raw_frames)]
+        for face in faces:
+            assert detail_kept(crop(raw, face.box), crop(frame.pixels, face.box)) < 0.2

@@ -63,3 +63,11 @@ def test_latest_queue_drops_the_oldest_and_counts_it():
     assert len(queue) == 2 and queue.dropped == 1
     assert queue.get(0.01) == 2 and queue.get(0.01) == 3
     assert queue.get(0.01) is None
+
+
+def test_a_frame_asked_about_after_its_detections_were_pruned_gets_no_answer():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [FACE])
+    tracker.update(3.0, [])  # a gap: the detections of 1.0 are pruned
+    assert tracker.faces_at(1.0) is None  # unknown, not "no faces": the frame is hidden whole
+    assert tracker.faces_at(3.0) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from clips import SINGLE_FACE, make_clip
-from imaging import crop, detail_kept
+from imaging import crop, detail_kept, sharpness
 from streamer import workers
 from streamer.config import AnonymizerSettings, DetectorSettings
 from streamer.detection import Face
@@ -110,3 +111,121 @@ def test_a_face_found_only_on_a_later_frame_is_hidden_on_the_frames_before_it(tm
         assert detail_kept(crop(raw[index], face.box), crop(hidden[index], face.box)) < 0.2, index
     # further back no later detection was known yet: the face there shows how blind the detector was
     assert detail_kept(crop(raw[0], face.box), crop(hidden[0], face.box)) > 0.5
+
+
+# -- clips whose frames are far apart or turned: fail closed, nothing shown ----------------
+
+
+def write_frames(path: Path, frames: list[np.ndarray], pts: list[int], rate: int, rotation: int = 0) -> Path:
+    """An H.264 MP4 of ``frames`` at the given timestamps (in 1/``rate`` s), with a display rotation."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.height, stream.width = frames[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = Fraction(1, rate)
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for pixels, stamp in zip(frames, pts):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts, frame.time_base = stamp, stream.time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def decoded(path: Path) -> tuple[list[np.ndarray], list[int]]:
+    with av.open(str(path)) as container:
+        frames = list(container.decode(video=0))
+    return [f.to_ndarray(format="rgb24") for f in frames], [f.rotation or 0 for f in frames]
+
+
+@pytest.fixture(scope="module")
+def face_frames(tmp_path_factory) -> list[np.ndarray]:
+    """24 frames of the single-face clip, one every half second (the face moves between them)."""
+    clip = make_clip(SINGLE_FACE, tmp_path_factory.mktemp("frames"), seconds=12, width=640, height=360, fps=2)
+    frames, _ = decoded(clip)
+    return frames[:24]
+
+
+@pytest.fixture(scope="module")
+def judge():
+    """The accurate detector, which finds the face of every raw frame at 0.5."""
+    detector = create_detector(DetectorSettings(profile="accurate", int8=False))
+    yield detector
+    detector.close()
+
+
+def assert_no_face_shown(raw: list[np.ndarray], out: list[np.ndarray], judge) -> None:
+    assert len(out) == len(raw)
+    for index, (before, after) in enumerate(zip(raw, out)):
+        assert after.shape == before.shape, index
+        for face in judge.detect(before, 0.5):
+            assert detail_kept(crop(before, face.box), crop(after, face.box)) < 0.2, index
+        assert not judge.detect(after, 0.5), index
+
+
+def test_a_one_fps_clip_keeps_every_frame_and_shows_no_face(face_frames, judge, tmp_path):
+    clip = write_frames(tmp_path / "onefps.mp4", face_frames, list(range(len(face_frames))), rate=1)
+    out = tmp_path / "hidden.mp4"
+    assert streamer("anonymize", str(clip), "-o", str(out)).returncode == 0
+    hidden, _ = decoded(out)
+    assert_no_face_shown(face_frames, hidden, judge)
+
+
+def test_a_clip_with_a_gap_in_its_timestamps_shows_no_face(face_frames, judge, tmp_path):
+    # 25 fps with a 3-second hole after the 12th frame (a recorder that paused)
+    pts = [i if i < 12 else i + 75 for i in range(len(face_frames))]
+    clip = write_frames(tmp_path / "gap.mp4", face_frames, pts, rate=25)
+    out = tmp_path / "hidden.mp4"
+    assert streamer("anonymize", str(clip), "-o", str(out)).returncode == 0
+    hidden, _ = decoded(out)
+    assert_no_face_shown(face_frames, hidden, judge)
+    with av.open(str(out)) as container:
+        assert [round(float(f.time) * 25) for f in container.decode(video=0)] == pts
+
+
+def test_a_rotated_phone_clip_is_detected_upright_and_plays_the_same_way(face_frames, judge, tmp_path):
+    # stored sideways with a display matrix that turns it back, as phones record portrait video
+    sideways = [np.ascontiguousarray(np.rot90(f, -1)) for f in face_frames[:8]]
+    clip = write_frames(tmp_path / "phone.mp4", sideways, list(range(8)), rate=10, rotation=90)
+    raw, rotations = decoded(clip)
+    assert rotations[0] == 90 and raw[0].shape == (640, 360, 3)
+    out = tmp_path / "hidden.mp4"
+    assert streamer("anonymize", str(clip), "-o", str(out)).returncode == 0
+    hidden, rotations = decoded(out)
+    assert set(rotations) == {0}  # written upright: plays as the input did
+    assert_no_face_shown(face_frames[:8], hidden, judge)
+
+
+class FailingDetector:
+    """Raises on every call after the first ``good`` ones."""
+
+    name = "failing"
+
+    def __init__(self, real, good: int) -> None:
+        self.real, self.good, self.calls = real, good, 0
+
+    def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
+        self.calls += 1
+        if self.calls > self.good:
+            raise RuntimeError("detector crashed")
+        return self.real.detect(image, threshold)
+
+    def close(self) -> None:
+        pass
+
+
+def test_frames_whose_detection_failed_are_hidden_whole_and_kept(face_frames, judge, tmp_path, monkeypatch):
+    clip = write_frames(tmp_path / "clip.mp4", face_frames[:10], list(range(10)), rate=10)
+    real = create_detector(DetectorSettings(profile="realtime"))
+    monkeypatch.setattr(workers, "create_detector", lambda settings: FailingDetector(real, 4))
+    pool = WorkerPool(DetectorSettings(), workers=1, queue_size=16, max_wait_s=math.inf)
+    try:
+        report = anonymize_video(clip, tmp_path / "out.mp4", pool, 0.5, AnonymizerSettings(), hold_s=0.75)
+    finally:
+        pool.shutdown()
+        real.close()
+    assert report.frames == 10 and report.hidden_whole == 6
+    hidden, _ = decoded(tmp_path / "out.mp4")
+    assert_no_face_shown(face_frames[:10], hidden, judge)
+    assert all(sharpness(frame) < 5 for frame in hidden[4:])  # nothing left but light
