@@ -59,6 +59,7 @@ class Sample:
     """One annotated image; boxes are clipped to the image."""
 
     path: Path
+    source: str  # the collection it comes from: mask, wider_416, wider_full or dlib
     width: int
     height: int
     faces: list[Box]
@@ -130,6 +131,7 @@ def load_samples(data: Path, limit: int | None) -> list[Sample]:
         samples.append(
             Sample(
                 path=data / entry["file"],
+                source=entry["source"],
                 width=width,
                 height=height,
                 faces=[clip_box(*box, width, height) for box in entry["faces"]],
@@ -222,9 +224,14 @@ def average_precision(scores: list[float], tp: list[bool], n_faces: int) -> floa
 
 
 def evaluate(
-    settings: DetectorSettings, anonymizer: AnonymizerSettings, samples: list[Sample], label: str | None = None
+    settings: DetectorSettings,
+    anonymizer: AnonymizerSettings,
+    samples: list[Sample],
+    label: str | None = None,
+    frame_runs: int = FRAME_RUNS,
 ) -> Report:
-    """Run one backend over the samples and compute its figures."""
+    """Run one backend over the samples and compute its figures; ``frame_runs`` times one camera
+    frame (0: not timed, ``ms_per_frame`` is NaN, for callers that only want the accuracy)."""
     detector = create_detector(settings)
     floor = min(RANKING_FLOOR, settings.threshold)
     tally = Tally()
@@ -247,7 +254,7 @@ def evaluate(
                 tally.face_hidden.append(hidden_share(mask, box) >= PRIVACY_COVER)
         frame = cv2.resize(read_rgb(samples[0]), FRAME_SIZE, interpolation=cv2.INTER_LINEAR) if samples else None
         frame_seconds = []
-        for _ in range(FRAME_RUNS if frame is not None else 0):
+        for _ in range(frame_runs if frame is not None else 0):
             start = time.perf_counter()
             detector.detect(frame, settings.threshold)
             frame_seconds.append(time.perf_counter() - start)
@@ -342,6 +349,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
     choice.add_argument("--backend", nargs="+", metavar="NAME", help="the configured detector with this backend")
     parser.add_argument("--threshold", type=float, help="operating score threshold; default: the detector's")
     parser.add_argument("--scale", type=float, help="detector.scale (centerface); default: the detector's")
+    parser.add_argument("--float", dest="int8", action="store_false", default=None,
+                        help="centerface: run the float model instead of the profile's int8")
     parser.add_argument("--padding", type=float, help="anonymizer padding; default: the configured one")
     parser.add_argument("--shape", choices=[shape.value for shape in Shape], help="anonymizer shape; default: configured")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
@@ -371,7 +380,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
             candidates = [(None, base | {"backend": name}) for name in args.backend]
         else:
             candidates = [(None, base)]
-        overrides = {"threshold": args.threshold, "scale": args.scale}
+        overrides = {"threshold": args.threshold, "scale": args.scale, "int8": args.int8}
         detectors = []
         for prefix, candidate in candidates:
             detector = DetectorSettings.model_validate(candidate | {k: v for k, v in overrides.items() if v is not None})

@@ -39,9 +39,9 @@ def detectors():
 def test_the_shipped_config_uses_accurate_for_stills_and_realtime_for_cameras():
     settings = load_settings(environ={})
     assert settings.detector.profile == "accurate" and settings.detector.backend == "centerface"
-    assert settings.detector.int8 and settings.detector.scale > 2
+    assert not settings.detector.int8 and settings.detector.scale > 2
     assert settings.pipeline.detector.profile == "realtime"
-    assert settings.pipeline.detector.backend == "centerface"
+    assert settings.pipeline.detector.backend == "centerface" and settings.pipeline.detector.int8
     # The class defaults are the shipped file (an installed wheel has no configs/ folder).
     assert settings.detector == DetectorSettings()
     assert settings.pipeline.detector == LiveDetectorSettings()
@@ -51,7 +51,7 @@ def test_a_profile_fills_the_keys_left_unset_and_set_keys_win():
     fast = DetectorSettings(profile="fast")
     assert (fast.backend, fast.threshold) == ("mediapipe", 0.3)
     tuned = DetectorSettings(profile="accurate", threshold=0.4, scale=2.0)
-    assert (tuned.backend, tuned.threshold, tuned.scale, tuned.int8) == ("centerface", 0.4, 2.0, True)
+    assert (tuned.backend, tuned.threshold, tuned.scale, tuned.int8) == ("centerface", 0.4, 2.0, False)
     # A dump validates back to the same settings.
     assert DetectorSettings.model_validate(tuned.model_dump()) == tuned
 
@@ -91,12 +91,12 @@ def test_accurate_finds_far_more_crowd_faces_than_the_others(detectors, crowds):
 
 
 def test_int8_finds_the_faces_float_finds(crowds):
-    float_ = create_detector(DetectorSettings(profile="accurate", int8=False))
+    float_ = create_detector(DetectorSettings(profile="realtime", int8=False))
     try:
         reference = matched_faces(float_, crowds, threshold=0.3)
     finally:
         float_.close()
-    int8 = create_detector(DetectorSettings(profile="accurate"))
+    int8 = create_detector(DetectorSettings(profile="realtime"))
     try:
         assert abs(matched_faces(int8, crowds, threshold=0.3) - reference) <= 0.05 * reference
     finally:

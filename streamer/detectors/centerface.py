@@ -13,7 +13,7 @@ onnxruntime keeps that memory in its arena for the next call (which makes calls 
 
 ``max_pixels`` sets a smaller budget: the image is resized by ``scale`` or less, so that the
 network input has at most that many pixels (small photos are upscaled fully, large frames may be
-shrunk). With ``int8`` the model is quantized when it loads (see ``int8.py``): about twice as fast;
+shrunk). With ``int8`` the model is quantized when it loads (see ``int8.py``): twice as fast on CPUs with VNNI;
 if this onnxruntime cannot quantize it, the float model is used and a warning is logged.
 """
 

@@ -1,11 +1,17 @@
 """CenterFace in 8-bit integers: the prepared float model, quantized in memory when a detector loads.
 
-Convolutions in int8 run about twice as fast on this CPU (AVX-512 VNNI; AVX2 gains less) and find
-the same faces: on faces-dev the AP moves by less than half a point (see README, Accuracy). The
-quantization is static (QDQ, weights per channel): every activation's range was measured once, by
-``bench/calibrate.py`` over 40 faces-dev photos upscaled 2x, and is stored in
+The quantization is static (QDQ, weights per channel): every activation's range was measured once,
+by ``bench/calibrate.py`` over 40 faces-dev photos upscaled 2x, and is stored in
 ``centerface_ranges.py``, so loading needs no images and gives the same model every time. It takes
 about a second and is done once per process; every detector of that process shares the bytes.
+
+Weights use 7 bits (``reduce_range``), and that is what makes the results the same on every x86-64
+CPU. onnxruntime multiplies uint8 activations by int8 weights with VNNI where the CPU has it
+(exact 32-bit sums) and otherwise with AVX2's ``vpmaddubsw``, which adds pairs of products into
+16 bits and saturates when two large 8-bit products meet: on an AVX2 CPU without VNNI the full-range
+model scored faces differently (by up to 0.4 on the heatmap) and lost recall. With weights in
+[-64, 63] a pair of products stays under 2^15, so both paths compute the same integers; checked
+bit for bit against an AVX2-only CPU emulated by QEMU (see README, Accuracy).
 """
 
 from __future__ import annotations
@@ -59,7 +65,7 @@ def _quantize(model_bytes: bytes) -> bytes:
     quantizer = QDQQuantizer(
         model,
         True,  # per_channel
-        False,  # reduce_range
+        True,  # reduce_range: 7-bit weights, no 16-bit saturation on AVX2 (see the module docstring)
         QuantType.QInt8,  # weights
         QuantType.QUInt8,  # activations
         ranges,
