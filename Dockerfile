@@ -7,16 +7,25 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# Every dependency at the version and sha256 hash in the lock (see the Makefile's `make lock`),
+# in its own layer, rebuilt only when the lock changes.
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY streamer ./streamer
 COPY configs ./configs
 COPY web ./web
 COPY assets ./assets
 # Installed in place (-e) so that configs/, web/ and assets/ sit beside the package as in a
-# checkout. The CenterFace model is prepared here, as root, into /usr/local/share/streamer/models.
-RUN pip install --no-cache-dir -e . \
+# checkout, without build isolation so that setuptools comes from the lock. The CenterFace model
+# is prepared here, as root, into /usr/local/share/streamer/models, and matplotlib's font list
+# into /usr/local/share/streamer/matplotlib, which the user owns: matplotlib wants its folder
+# writable, or it makes a temporary one.
+RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
     && python -m streamer.models \
-    && useradd --create-home --uid 10001 streamer
+    && python -m streamer.offline \
+    && useradd --create-home --uid 10001 streamer \
+    && chown -R streamer /usr/local/share/streamer/matplotlib
 
 USER streamer
 ENV STREAMER_SERVER__HOST=0.0.0.0 \

@@ -24,7 +24,7 @@ from fractions import Fraction
 import aioice.ice
 import aiortc.sdp
 import av
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from .config import WebRtcSettings
@@ -235,7 +235,9 @@ class WebRtcPeers:
             raise SessionError(503, f"all {self._settings.max_sessions} WebRTC sessions are in use")
         if "m=video" not in offer_sdp:
             raise SessionError(400, "the offer has no video section")
-        pc = RTCPeerConnection()
+        # No STUN server: aiortc's default asks Google's for every session. Host candidates suffice
+        # for the viewers this serves, and nothing leaves for a third party.
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         track = CameraTrack()
         session = Session(uuid.uuid4().hex, camera, pc, track, codec="")
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from conftest import camera
 from streamer.webrtc import use_host_addresses
@@ -15,7 +15,7 @@ use_host_addresses(("127.0.0.1",))  # this test process's aiortc client stays on
 
 async def whep_client(url: str, seconds: float) -> dict:
     """Watch a camera with aiortc over WHEP; answers what happened."""
-    pc = RTCPeerConnection()
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN server: nothing leaves loopback
     pc.addTransceiver("video", direction="recvonly")
     frames = []
 

@@ -6,6 +6,7 @@ from typing import Callable
 
 from ..config import DetectorSettings
 from ..detection import Detector
+from ..offline import quiet_dependencies
 
 
 def _blazeface(settings: DetectorSettings) -> Detector:
@@ -36,6 +37,7 @@ BACKENDS: dict[str, Callable[[DetectorSettings], Detector]] = {
 def create_detector(settings: DetectorSettings) -> Detector:
     """A new detector for one thread; raises ``ValueError`` naming the known backends, and
     ``streamer.models.ModelError`` when a backend's prepared model is missing."""
+    quiet_dependencies()  # before a backend imports onnxruntime or mediapipe
     try:
         factory = BACKENDS[settings.backend]
     except KeyError:
