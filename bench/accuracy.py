@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -32,6 +31,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
+from machine import cpu
 from streamer.anonymize import coverage_mask
 from streamer.config import DETECTOR_PROFILES, AnonymizerSettings, ConfigError, DetectorSettings, Shape, load_settings
 from streamer.detection import Face, clip_box
@@ -335,9 +335,9 @@ def print_markdown(reports: list[Report]) -> None:
 
 
 def print_provenance(command: str, started: datetime) -> None:
-    """The command line, core count and date, so that the output can be reproduced."""
+    """The command line, the machine and the date, so that the output can be reproduced."""
     print(f"command: {command}")
-    print(f"cores: {os.cpu_count()}, date: {started.isoformat(timespec='seconds')}")
+    print(f"machine: {cpu()}, date: {started.isoformat(timespec='seconds')}")
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, DetectorSettings]], AnonymizerSettings]:

@@ -39,6 +39,7 @@ from streamer.detectors import create_detector
 
 sys.path.append(str(ROOT / "bench"))  # appended: bench's scripts (pipeline.py, load.py...) shadow no module
 
+from machine import cpu  # noqa: E402
 from accuracy import (  # noqa: E402
     IOU_MATCH,
     PRIVACY_COVER,
@@ -109,17 +110,6 @@ def measure(detectors: dict[str, DetectorSettings], samples: list[Sample]) -> di
 def shipped() -> dict[str, DetectorSettings]:
     """Every profile as shipped."""
     return {name: DetectorSettings(profile=name) for name in DETECTOR_PROFILES}
-
-
-def cpu() -> str:
-    """The CPU's model, cores and the vector extensions that int8 speed and results depend on."""
-    info = Path("/proc/cpuinfo")
-    fields: dict[str, str] = {}
-    for line in info.read_text().splitlines() if info.exists() else ():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
-    extensions = sorted(set(fields.get("flags", "").split()) & {"avx2", "avx512f", "avx512_vnni", "avx_vnni"})
-    return ", ".join([fields.get("model name") or platform.machine(), f"{os.cpu_count()} cores", *extensions])
 
 
 def record_figures(data: Path, write: bool) -> dict[str, Any]:
