@@ -62,6 +62,8 @@ def test_rtsp_camera_is_served_anonymized_over_mjpeg(rtsp_servers, start_server,
     wait_for(lambda: camera(srv, "door")["state"] == "streaming", 15, "the camera to stream")
 
     frames = mjpeg_frames(f"{srv.url}/api/cameras/door/stream.mjpeg", 45)
+    status = camera(srv, "door")  # before this process's own detector competes for the cores
+    assert status["fps"]["output"] >= 20
     detector = create_detector(DetectorSettings())
     try:
         # The raw clip shows a face scoring over 0.9 in every frame; none may survive.
@@ -70,8 +72,6 @@ def test_rtsp_camera_is_served_anonymized_over_mjpeg(rtsp_servers, start_server,
         detector.close()
     assert sharpness(frames[-1]) > 20  # the scene itself is still there
 
-    status = camera(srv, "door")
-    assert status["fps"]["output"] >= 20
     assert status["faces"] >= 1
     assert "s3cret" not in str(status) and status["source"].startswith("rtsp://viewer:***@")
 

@@ -231,14 +231,17 @@ def test_a_stage_that_raises_is_reported_and_restarted_and_no_raw_frame_leaves(
 
     monkeypatch.setattr(CameraPipeline, "start", start_with_failure)
     with caplog.at_level("ERROR", logger="streamer.pipeline"):
-        pipe, outputs = run_pipeline(face_clip, lambda: create_detector(DetectorSettings(profile="fast")), seconds=3)
+        pipe, outputs = run_pipeline(
+            face_clip, lambda: create_detector(DetectorSettings(profile="fast")), seconds=3,
+            reconnect_backoff_s=(0.1,),  # the capture stage reopens its source after a failure
+        )
     status = pipe.final_status
     assert f"{stage} stage failed: RuntimeError: injected failure" in status["last_error"]
     assert any("camera test:" in record.getMessage() and "injected failure" in record.getMessage()
                for record in caplog.records)
     assert status["stage_errors"][stage] == 1
     # it recovered: frames kept coming after the failure, at the camera's rate
-    assert status["fps"]["output"] >= 20 and len(outputs) >= 60
+    assert status["fps"]["output"] >= 20 and len(outputs) >= 50
     for frame in outputs:
         assert not frame.pixels.flags.writeable
         raw, faces = raw_frames[frame.index % len(raw_frames)]
