@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from accuracy import PRIVACY_COVER, hidden_share  # noqa: E402
 from clips import MEETING, PEDESTRIANS, SINGLE_FACE, source_clip  # noqa: E402
 
+from machine import cpu  # noqa: E402
 from streamer.anonymize import coverage_mask  # noqa: E402
 from streamer.config import CameraSettings, DetectorSettings, LiveDetectorSettings, load_settings  # noqa: E402
 from streamer.detection import Face, iou  # noqa: E402
@@ -289,6 +290,7 @@ def main(argv: list[str] | None = None) -> None:
         live = LiveDetectorSettings.model_validate(live.model_dump() | {"threshold": args.threshold})
     command = shlex.join(["python", "bench/leak.py", *argv])
     print(f"command: {command}")
+    print(f"machine: {cpu()}")
     print(f"date: {datetime.now().astimezone().isoformat(timespec='seconds')}; live detector: {live.profile} "
           f"({live.backend}{' int8' if live.int8 else ''}, scale {live.scale:g}, max_pixels {live.max_pixels}, "
           f"threshold {live.threshold:g}); reference: {REF_PROFILE} profile at >= native size, score >= "

@@ -57,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT / "tests"))  # the server runner of the tests
 from conftest import Server  # noqa: E402
 from make_load_set import DEFAULT_OUT, build  # noqa: E402
+from machine import cpu  # noqa: E402
 
 # Detector profiles (detector.profile), given to the server as STREAMER_* environment variables.
 PROFILES = ("fast", "accurate", "realtime")
@@ -499,7 +500,7 @@ def main() -> None:
     images = build(count=args.count, out=DEFAULT_OUT)
     jpegs = [(DEFAULT_OUT / im["file"]).read_bytes() for im in images]
     print(f"command: {command}")
-    print(f"machine: {len(os.sched_getaffinity(0))} cores, load average {loadavg()} at start; "
+    print(f"machine: {cpu()}, load average {loadavg()} at start; "
           f"load set: {len(images)} images 1920x1080, {sum(len(im['faces']) for im in images)} faces, "
           f"{sum(map(len, jpegs)) / len(jpegs) / 1024:.0f} KiB each on average; body "
           f"{'raw image/jpeg' if args.raw else 'multipart/form-data'}; {args.seconds:g} s measured per level "

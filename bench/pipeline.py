@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test clip maker (ffmpeg over shar
 
 from clips import SINGLE_FACE, make_clip  # noqa: E402
 
+from machine import cpu  # noqa: E402
 from streamer.config import CameraSettings, load_settings  # noqa: E402
 from streamer.detectors import create_detector  # noqa: E402
 from streamer.heap import keep_freed_buffers  # noqa: E402
@@ -108,7 +109,7 @@ def main() -> None:
     command = shlex.join(["python", "bench/pipeline.py", *sys.argv[1:]])
     settings = load_settings()
     print(f"command: {command}")
-    print(f"cores: {len(os.sched_getaffinity(0))}, detector: {settings.pipeline.detector.profile} "
+    print(f"machine: {cpu()}, detector: {settings.pipeline.detector.profile} "
           f"({settings.pipeline.detector.backend}), "
           f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s, "
           f"heap: {args.heap}")

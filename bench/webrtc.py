@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the real-browser launcher and the ser
 from browser import LOOPBACK_WEBRTC, launch  # noqa: E402
 from conftest import Server  # noqa: E402
 
+from machine import cpu  # noqa: E402
 from streamer.sources import CLOCK_BITS, clock_stripe_height  # noqa: E402
 
 # Installed in each page: collects latencies (ms) of displayed frames into window.latencies.
@@ -111,7 +112,7 @@ def main() -> None:
     finally:
         server.stop()
     print(f"command: {command}")
-    print(f"cores: {len(os.sched_getaffinity(0))}; camera pattern://{args.size}@30; server CPU with no viewer: "
+    print(f"machine: {cpu()}; camera pattern://{args.size}@30; server CPU with no viewer: "
           f"{idle:.0f}% of one core (capture, detect, anonymize, MJPEG encode)")
     print()
     print("| viewers | frames measured | fps per viewer | latency p50 ms | latency p95 ms | server CPU % |")
