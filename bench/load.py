@@ -29,7 +29,7 @@ for a quiet moment before each level and runs a level again when others took 15%
 with other settings, level by level in turn, so that ratios come from one run. Usage:
 
     python bench/load.py [--profiles fast accurate] [--clients 20 50 100] [--modes paced closed]
-                         [--seconds 20] [--warmup 3] [--rate fast=90 accurate=5] [--runs 1]
+                         [--seconds 20] [--warmup 3] [--rate fast=90 accurate=2.5] [--runs 1]
                          [--quiet PERCENT --retries N] [--compare LABEL=DIR] [--variant LABEL=K=V]
 """
 
@@ -67,7 +67,7 @@ LEGACY_PROFILES: dict[str, dict[str, str]] = {
     "accurate": {"STREAMER_DETECTOR__BACKEND": "centerface"},
     "realtime": {"STREAMER_DETECTOR__BACKEND": "centerface"},
 }
-DEFAULT_RATES = {"fast": 90.0, "accurate": 5.0, "realtime": 20.0}
+DEFAULT_RATES = {"fast": 90.0, "accurate": 2.5, "realtime": 20.0}
 TICKS = os.sysconf("SC_CLK_TCK")
 KEEP_ALIVE_S = 4.0  # a connection idle this long is not reused (uvicorn closes idle ones after 5 s)
 HIDDEN_DETAIL = 0.2  # a labelled face whose fine detail correlates below this with the input is hidden
