@@ -32,10 +32,10 @@ import numpy as np
 from pydantic import ValidationError
 
 from machine import cpu
-from streamer.anonymize import coverage_mask
 from streamer.config import DETECTOR_PROFILES, AnonymizerSettings, ConfigError, DetectorSettings, Shape, load_settings
-from streamer.detection import Face, clip_box
-from streamer.detectors import BACKENDS, create_detector
+from streamer.faces.anonymizer import coverage_mask
+from streamer.faces.detection import Face, clip_box
+from streamer.faces.detectors import BACKENDS, create_detector
 
 Box = tuple[float, float, float, float]
 

@@ -1,4 +1,4 @@
-"""Measure CenterFace's activation ranges for the int8 detector and write them to streamer/detectors/centerface_ranges.py.
+"""Measure CenterFace's activation ranges for the int8 detector and write them to streamer/faces/detectors/centerface_ranges.py.
 
 Usage: ``python bench/calibrate.py [--data DIR] [--images 40] [--scale 2]``. It runs the float model
 over every 13th faces-dev photo (the first ``--images`` of them), resized by ``--scale`` as the
@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from accuracy import DEFAULT_DATA, load_samples, read_rgb  # noqa: E402
 
-from streamer.detectors.int8 import to_opset  # noqa: E402
+from streamer.faces.detectors.int8 import to_opset  # noqa: E402
 from streamer.models import CENTERFACE_INPUT, centerface_path  # noqa: E402
 
-TARGET = ROOT / "streamer" / "detectors" / "centerface_ranges.py"
+TARGET = ROOT / "streamer" / "faces" / "detectors" / "centerface_ranges.py"
 
 
 def main() -> None:

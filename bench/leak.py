@@ -47,11 +47,11 @@ from accuracy import PRIVACY_COVER, hidden_share  # noqa: E402
 from clips import MEETING, PEDESTRIANS, SINGLE_FACE, source_clip  # noqa: E402
 
 from machine import cpu  # noqa: E402
-from streamer.anonymize import coverage_mask  # noqa: E402
 from streamer.config import CameraSettings, DetectorSettings, LiveDetectorSettings, load_settings  # noqa: E402
-from streamer.detection import Face, iou  # noqa: E402
-from streamer.detectors import create_detector  # noqa: E402
-from streamer.pipeline import CameraPipeline  # noqa: E402
+from streamer.faces.anonymizer import coverage_mask  # noqa: E402
+from streamer.faces.detection import Face, iou  # noqa: E402
+from streamer.faces.detectors import create_detector  # noqa: E402
+from streamer.live.pipeline import CameraPipeline  # noqa: E402
 
 CACHE = ROOT / ".cache" / "leak"
 REF_PROFILE = "accurate"

@@ -1,6 +1,6 @@
 """What a figure was measured on: the CPU model, its cores and the vector extensions that decide
 which kernels onnxruntime, OpenCV and MediaPipe run (and so their speed; int8 results are made
-the same on every x86-64 CPU, see ``streamer/detectors/int8.py``)."""
+the same on every x86-64 CPU, see ``streamer/faces/detectors/int8.py``)."""
 
 from __future__ import annotations
 

@@ -31,9 +31,9 @@ from clips import SINGLE_FACE, make_clip  # noqa: E402
 
 from machine import cpu  # noqa: E402
 from streamer.config import CameraSettings, load_settings  # noqa: E402
-from streamer.detectors import create_detector  # noqa: E402
+from streamer.faces.detectors import create_detector  # noqa: E402
 from streamer.heap import keep_freed_buffers  # noqa: E402
-from streamer.pipeline import CameraPipeline  # noqa: E402
+from streamer.live.pipeline import CameraPipeline  # noqa: E402
 
 CLIPS = ROOT / ".cache" / "bench-clips"
 

@@ -27,7 +27,7 @@ from browser import LOOPBACK_WEBRTC, launch  # noqa: E402
 from conftest import Server  # noqa: E402
 
 from machine import cpu  # noqa: E402
-from streamer.sources import CLOCK_BITS, clock_stripe_height  # noqa: E402
+from streamer.live.sources import CLOCK_BITS, clock_stripe_height  # noqa: E402
 
 # Installed in each page: collects latencies (ms) of displayed frames into window.latencies.
 MEASURE_JS = """([bits, stripe]) => {

@@ -14,14 +14,14 @@ from typing import Callable
 from tqdm import tqdm
 
 from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings
-from .detection import Detector
-from .detectors import create_detector
+from .faces.detection import Detector
+from .faces.detectors import create_detector
 from .heap import keep_freed_buffers
-from .images import EXTENSIONS, ImageError
-from .stills import anonymize_image, detect_image
-from .video import EXTENSIONS as VIDEO_EXTENSIONS
-from .video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
-from .workers import Stop, WorkerPool, cpu_count
+from .stills.images import EXTENSIONS, ImageError
+from .stills.job import anonymize_image, detect_image
+from .stills.video import EXTENSIONS as VIDEO_EXTENSIONS
+from .stills.video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
+from .stills.workers import Stop, WorkerPool, cpu_count
 
 log = logging.getLogger("streamer")
 
@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from .api import create_app
+    from .http.app import create_app
 
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port

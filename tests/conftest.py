@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from streamer.detection import iou
+from streamer.faces.detection import iou
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))

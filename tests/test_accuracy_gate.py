@@ -35,7 +35,7 @@ import pytest
 
 from conftest import FACES_DEV, ROOT
 from streamer.config import DETECTOR_PROFILES, AnonymizerSettings, DetectorSettings, Shape
-from streamer.detectors import create_detector
+from streamer.faces.detectors import create_detector
 
 sys.path.append(str(ROOT / "bench"))  # appended: bench's scripts (pipeline.py, load.py...) shadow no module
 

@@ -3,9 +3,9 @@ import pytest
 
 from conftest import read_rgb
 from imaging import crop, detail_kept
-from streamer.anonymize import Anonymizer, coverage_mask, region_for
 from streamer.config import AnonymizerSettings, Mode, Shape
-from streamer.detection import Face
+from streamer.faces.anonymizer import Anonymizer, coverage_mask, region_for
+from streamer.faces.detection import Face
 
 
 @pytest.fixture(scope="module")

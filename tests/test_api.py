@@ -11,9 +11,9 @@ from PIL import Image
 
 from conftest import FACES_DEV, read_rgb
 from imaging import crop, detail_kept
-from streamer.anonymize import coverage_mask
 from streamer.config import Shape
-from streamer.detection import Face, iou
+from streamer.faces.anonymizer import coverage_mask
+from streamer.faces.detection import Face, iou
 from test_images import jpeg_with_exif, png_bomb
 
 

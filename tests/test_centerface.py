@@ -7,7 +7,7 @@ import pytest
 from conftest import matched_faces, read_rgb
 from streamer import models
 from streamer.config import DetectorSettings
-from streamer.detectors import create_detector
+from streamer.faces.detectors import create_detector
 
 
 @pytest.fixture(scope="module")

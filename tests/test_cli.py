@@ -8,8 +8,8 @@ import sys
 
 from conftest import FACES_DEV, ROOT, read_rgb
 from imaging import crop, detail_kept
-from streamer.images import decode
 from streamer.config import ImageSettings
+from streamer.stills.images import decode
 
 
 def streamer(*args: str) -> subprocess.CompletedProcess:

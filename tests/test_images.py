@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from streamer.config import ImageSettings
-from streamer.images import ImageError, ImageTooLarge, UnsupportedImage, decode, encode
+from streamer.stills.images import ImageError, ImageTooLarge, UnsupportedImage, decode, encode
 
 LIMITS = ImageSettings()
 

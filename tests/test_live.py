@@ -15,7 +15,7 @@ from conftest import camera, wait_for
 from imaging import sharpness
 from rtsp import rtsp_servers  # noqa: F401  (fixture)
 from streamer.config import DetectorSettings
-from streamer.detectors import create_detector
+from streamer.faces.detectors import create_detector
 
 FAST_RECONNECT = {
     "STREAMER_PIPELINE__RECONNECT_BACKOFF_S": "[0.5, 1]",

@@ -30,7 +30,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
 from conftest import FACES_DEV, ROOT, free_port, wait_for
-from streamer.webrtc import use_host_addresses
+from streamer.outputs.webrtc import use_host_addresses
 
 use_host_addresses(("127.0.0.1",))  # this test process's aiortc client stays on loopback too
 

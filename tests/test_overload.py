@@ -21,10 +21,10 @@ import pytest
 import uvicorn
 
 from conftest import FACES_DEV, free_port
-from streamer import workers
 from streamer.config import DetectorSettings, load_settings
-from streamer.detection import Face
-from streamer.workers import Abandoned, Overloaded, WorkerPool
+from streamer.faces.detection import Face
+from streamer.stills import workers
+from streamer.stills.workers import Abandoned, Overloaded, WorkerPool
 
 
 class GatedDetector:
@@ -204,7 +204,7 @@ def test_a_job_kept_waiting_far_past_the_limit_is_dropped_before_it_runs(gated):
 
 class InProcessServer:
     def __init__(self, **server: object) -> None:
-        from streamer.api import create_app
+        from streamer.http.app import create_app
 
         base = load_settings(environ={})
         settings = base.model_copy(update={
@@ -278,10 +278,10 @@ def test_a_queued_request_whose_client_disconnects_is_not_run(gated, jpeg):
 
 def test_a_running_request_whose_client_disconnects_stops_before_encoding(gated, jpeg, monkeypatch):
     encoded: list[int] = []
-    from streamer import stills
+    from streamer.stills import job
 
-    real_encode = stills.encode
-    monkeypatch.setattr(stills, "encode", lambda *a: encoded.append(1) or real_encode(*a))
+    real_encode = job.encode
+    monkeypatch.setattr(job, "encode", lambda *a: encoded.append(1) or real_encode(*a))
     with InProcessServer(queue_size=0) as srv:
         sock = srv.send(jpeg)
         gated.entered.acquire()  # its job is in the detector

@@ -13,9 +13,9 @@ import pytest
 from clips import SINGLE_FACE, make_clip
 from imaging import crop, detail_kept, sharpness
 from streamer.config import AnonymizerSettings, CameraSettings, DetectorSettings, FailMode, PipelineSettings
-from streamer.detection import Face
-from streamer.detectors import create_detector
-from streamer.pipeline import CameraPipeline
+from streamer.faces.detection import Face
+from streamer.faces.detectors import create_detector
+from streamer.live.pipeline import CameraPipeline
 
 
 @pytest.fixture(scope="module")

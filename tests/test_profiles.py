@@ -13,10 +13,10 @@ from clips import SINGLE_FACE, make_clip
 from conftest import matched_faces
 from imaging import crop, detail_kept
 from streamer.config import DETECTOR_PROFILES, ConfigError, DetectorSettings, LiveDetectorSettings, load_settings
-from streamer.detection import Face
-from streamer.detectors import create_detector
-from streamer.detectors.centerface import CenterFace
-from streamer.tracking import Tracker
+from streamer.faces.detection import Face
+from streamer.faces.detectors import create_detector
+from streamer.faces.detectors.centerface import CenterFace
+from streamer.faces.tracking import Tracker
 from test_pipeline import run_pipeline
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from streamer.config import CameraSettings
-from streamer.sources import CLOCK_BITS, SourceError, SourceKind, frames, redact, source_kind
+from streamer.live.sources import CLOCK_BITS, SourceError, SourceKind, frames, redact, source_kind
 
 
 def test_sources_are_told_apart():

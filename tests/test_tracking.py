@@ -1,6 +1,6 @@
-from streamer.buffers import LatestQueue
-from streamer.detection import Face
-from streamer.tracking import Tracker
+from streamer.faces.detection import Face
+from streamer.faces.tracking import Tracker
+from streamer.live.buffers import LatestQueue
 
 FACE = Face((100, 100, 50, 60), 0.9)
 

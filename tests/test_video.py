@@ -13,12 +13,12 @@ import pytest
 
 from clips import SINGLE_FACE, make_clip
 from imaging import crop, detail_kept, sharpness
-from streamer import workers
 from streamer.config import AnonymizerSettings, DetectorSettings
-from streamer.detection import Face
-from streamer.detectors import create_detector
-from streamer.video import LOOKAHEAD_FRAMES, anonymize_video
-from streamer.workers import WorkerPool
+from streamer.faces.detection import Face
+from streamer.faces.detectors import create_detector
+from streamer.stills import workers
+from streamer.stills.video import LOOKAHEAD_FRAMES, anonymize_video
+from streamer.stills.workers import WorkerPool
 from test_cli import streamer
 
 

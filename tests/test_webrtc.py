@@ -8,7 +8,7 @@ import httpx
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from conftest import camera
-from streamer.webrtc import use_host_addresses
+from streamer.outputs.webrtc import use_host_addresses
 
 use_host_addresses(("127.0.0.1",))  # this test process's aiortc client stays on loopback too
 

@@ -16,7 +16,7 @@ from browser import GRAB_FRAME_JS, launch
 from conftest import FACES_DEV, camera, wait_for
 from imaging import sharpness
 from streamer.config import DetectorSettings
-from streamer.detectors import create_detector
+from streamer.faces.detectors import create_detector
 
 
 @pytest.fixture(scope="module")

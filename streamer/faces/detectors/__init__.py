@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..config import DetectorSettings
+from ...config import DetectorSettings
+from ...offline import quiet_dependencies
 from ..detection import Detector
-from ..offline import quiet_dependencies
 
 
 def _blazeface(settings: DetectorSettings) -> Detector:
@@ -16,7 +16,7 @@ def _blazeface(settings: DetectorSettings) -> Detector:
 
 
 def _centerface(settings: DetectorSettings) -> Detector:
-    from ..models import centerface_path
+    from ...models import centerface_path
     from .centerface import CenterFace
 
     return CenterFace(

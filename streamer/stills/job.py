@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from .anonymize import Anonymizer
-from .config import AnonymizerSettings, ImageSettings
-from .detection import Detector, Face
+from ..config import AnonymizerSettings, ImageSettings
+from ..faces.anonymizer import Anonymizer
+from ..faces.detection import Detector, Face
 from .images import decode, encode
 
 

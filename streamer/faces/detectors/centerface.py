@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
+from ...models import CENTERFACE_FILE, CENTERFACE_SHA256, INSTALL_HINT, ModelError, sha256_hex
 from ..detection import Face, clip_box
-from ..models import CENTERFACE_FILE, CENTERFACE_SHA256, INSTALL_HINT, ModelError, sha256_hex
 
 STRIDE = 4  # input pixels per output cell
 ALIGN = 32  # input sides must be multiples of this

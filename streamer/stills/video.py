@@ -32,10 +32,10 @@ from typing import Callable
 import av
 import numpy as np
 
-from .anonymize import Anonymizer, hide_all
-from .config import AnonymizerSettings, FailMode
-from .detection import Face
-from .tracking import Tracker
+from ..config import AnonymizerSettings, FailMode
+from ..faces.anonymizer import Anonymizer, hide_all
+from ..faces.detection import Face
+from ..faces.tracking import Tracker
 from .workers import WorkerPool
 
 EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"})

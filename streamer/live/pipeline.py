@@ -28,14 +28,14 @@ from typing import Callable
 
 import numpy as np
 
+from ..config import AnonymizerSettings, CameraSettings, PipelineSettings
+from ..faces.anonymizer import Anonymizer, hide_all
+from ..faces.detection import Detector
+from ..faces.tracking import Tracker
 from . import metrics
-from .anonymize import Anonymizer, hide_all
 from .buffers import LatestQueue
-from .config import AnonymizerSettings, CameraSettings, PipelineSettings
-from .detection import Detector
 from .hub import FrameHub
 from .sources import Frame, SourceEnded, SourceError, frames, redact, source_kind
-from .tracking import Tracker
 
 log = logging.getLogger("streamer.pipeline")
 

@@ -27,8 +27,8 @@ import av
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from .config import WebRtcSettings
-from .hub import FrameHub
+from ..config import WebRtcSettings
+from ..live.hub import FrameHub
 
 log = logging.getLogger("streamer.webrtc")
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics
-from .cameras import Cameras
-from .pipeline import CameraPipeline
-from .webrtc import WebRtcPeers
+from ..live import metrics
+from ..live.cameras import Cameras
+from ..live.pipeline import CameraPipeline
+from ..outputs.webrtc import WebRtcPeers
 
 _BOUNDARY = "frame"
 _NAME = Path(description="camera name from the configuration")

@@ -3,7 +3,7 @@
 The pipeline publishes each anonymized frame once. Viewers read the newest one: a slow viewer
 simply skips frames and never holds up the pipeline or other viewers. JPEGs are made on demand
 and shared: one encode per frame and height, whatever the number of MJPEG viewers, and none
-while nobody watches (WebRTC viewers take the pixels; see ``webrtc.SharedEncoder``).
+while nobody watches (WebRTC viewers take the pixels; see ``outputs.webrtc.SharedEncoder``).
 """
 
 from __future__ import annotations

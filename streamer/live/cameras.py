@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from .config import Settings
-from .detectors import create_detector
+from ..config import Settings
+from ..faces.detectors import create_detector
 from .pipeline import CameraPipeline
 
 log = logging.getLogger("streamer.cameras")

@@ -11,8 +11,8 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from .cameras import Cameras
-from .webrtc import SessionError, WebRtcPeers
+from ..live.cameras import Cameras
+from ..outputs.webrtc import SessionError, WebRtcPeers
 
 _SDP = "application/sdp"
 _NAME = Path(description="camera name from the configuration")

@@ -18,8 +18,8 @@ from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from .images import FORMATS
-from .workers import Overloaded, WorkerPool
+from ..stills.images import FORMATS
+from ..stills.workers import Overloaded, WorkerPool
 
 IMAGE_TYPES = frozenset(FORMATS.values()) | {"image/jpg"}
 # Part types a browser or curl may send for an image file whose type it does not know.

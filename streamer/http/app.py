@@ -1,4 +1,4 @@
-"""The HTTP API: still images, live cameras (see ``camera_api``), health and readiness.
+"""The HTTP API: still images, live cameras (see ``cameras``), health and readiness.
 
 CPU work never runs on the event loop: each request's decode -> detect -> anonymize -> encode is
 one job on the bounded ``WorkerPool``. Every error is JSON ``{"error": code, "detail": text}``.
@@ -17,24 +17,24 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from . import __version__
-from .camera_api import NoFrameYet, camera_routes
-from .cameras import CameraNotFound, Cameras
-from .config import Mode, Settings, Shape
-from .detection import Detector
-from .images import FORMATS, ImageError
-from .stills import anonymize_image, detect_image
+from .. import __version__
+from ..config import Mode, Settings, Shape
+from ..faces.detection import Detector
+from ..live.cameras import CameraNotFound, Cameras
+from ..outputs.webrtc import SessionError, WebRtcPeers
+from ..stills.images import FORMATS, ImageError
+from ..stills.job import anonymize_image, detect_image
+from ..stills.workers import Abandoned, Overloaded, Stop, WorkerPool
+from .cameras import NoFrameYet, camera_routes
 from .uploads import Admission, RefuseWhenFull, UploadError, disconnected, read_image
-from .webrtc import SessionError, WebRtcPeers
-from .webrtc_api import webrtc_routes
-from .workers import Abandoned, Overloaded, Stop, WorkerPool
+from .whep import webrtc_routes
 
 log = logging.getLogger("streamer.api")
 T = TypeVar("T")
 # Status logged for a request whose client went away before its answer (nginx's convention).
 CLIENT_GONE = 499
 
-WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"
 
 _IMAGE_BODY = {
     "requestBody": {

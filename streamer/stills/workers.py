@@ -27,9 +27,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
-from .config import DetectorSettings
-from .detection import Detector
-from .detectors import create_detector
+from ..config import DetectorSettings
+from ..faces.detection import Detector
+from ..faces.detectors import create_detector
 
 T = TypeVar("T")
 # Weight of the newest job in the running mean of job times: about the last 10 jobs count.

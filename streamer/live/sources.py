@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import av
 import numpy as np
 
-from .config import CameraSettings
+from ..config import CameraSettings
 
 
 class SourceKind(str, Enum):

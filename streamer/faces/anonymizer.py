@@ -8,7 +8,7 @@ from typing import Iterable
 import cv2
 import numpy as np
 
-from .config import AnonymizerSettings, FailMode, Mode, Shape
+from ..config import AnonymizerSettings, FailMode, Mode, Shape
 from .detection import Face
 
 # Blurs are done on a copy shrunk until the Gaussian's sigma is this many pixels, then enlarged:

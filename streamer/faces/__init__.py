@@ -1,0 +1,1 @@
+"""Faces in one image: the detector interface and its backends, the tracker, the anonymizer."""

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): the app, the still-image and camera routes, WHEP, uploads."""
