@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
-    from .http.app import create_app
+    from .server import create_app
 
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port

@@ -204,7 +204,7 @@ def test_a_job_kept_waiting_far_past_the_limit_is_dropped_before_it_runs(gated):
 
 class InProcessServer:
     def __init__(self, **server: object) -> None:
-        from streamer.http.app import create_app
+        from streamer.server import create_app
 
         base = load_settings(environ={})
         settings = base.model_copy(update={

@@ -67,7 +67,8 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
+    """The app for ``settings``, serving ``cameras`` (built by ``streamer.server.create_app``)."""
     pool = WorkerPool(
         settings.detector,
         workers=settings.server.workers,
@@ -75,7 +76,6 @@ def create_app(settings: Settings) -> FastAPI:
         max_wait_s=settings.server.max_wait_s,
     )
 
-    cameras = Cameras(settings)
     admission = Admission(pool, settings.server.max_uploads)
 
     async def process(request: Request, job: Callable[[bytes, Detector, Stop], T]) -> T:

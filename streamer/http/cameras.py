@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from typing import AsyncIterator
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..live import metrics
-from ..live.cameras import Cameras
-from ..live.pipeline import CameraPipeline
+from ..live.cameras import Camera, Cameras
+from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
 from ..outputs.webrtc import WebRtcPeers
 
-_BOUNDARY = "frame"
 _NAME = Path(description="camera name from the configuration")
 
 
@@ -26,7 +22,7 @@ class NoFrameYet(RuntimeError):
 def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
     router = APIRouter()
 
-    def status(pipeline: CameraPipeline) -> dict:
+    def status(pipeline: Camera) -> dict:
         encoders = peers.encoders(pipeline.name)
         return {
             **pipeline.status(),
@@ -61,7 +57,7 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
         "/api/cameras/{name}/stream.mjpeg",
         summary="Live anonymized MJPEG (multipart/x-mixed-replace)",
         response_class=StreamingResponse,
-        responses={200: {"content": {f"multipart/x-mixed-replace; boundary={_BOUNDARY}": {}}}, 404: {}},
+        responses={200: {"content": {MEDIA_TYPE: {}}}, 404: {}},
     )
     async def stream(
         name: str = _NAME,
@@ -70,8 +66,8 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
     ) -> StreamingResponse:
         pipeline = cameras.get(name)
         return StreamingResponse(
-            _mjpeg(pipeline, fps, height),
-            media_type=f"multipart/x-mixed-replace; boundary={_BOUNDARY}",
+            mjpeg(pipeline.hub, pipeline.name, fps, height),
+            media_type=MEDIA_TYPE,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
@@ -83,28 +79,3 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
 
     return router
 
-
-async def _mjpeg(pipeline: CameraPipeline, fps: float | None, height: int | None) -> AsyncIterator[bytes]:
-    hub = pipeline.hub
-    hub.viewers += 1
-    metrics.VIEWERS.labels(pipeline.name).set(hub.viewers)
-    try:
-        seq = -1
-        min_gap = 1.0 / fps if fps else 0.0
-        while True:
-            started = time.monotonic()
-            frame = await hub.next_frame(seq, timeout=5.0)
-            if frame is None:
-                continue  # no new frame yet: keep the connection and wait on
-            seq = frame.seq
-            data = await asyncio.to_thread(hub.jpeg, frame, height)
-            yield (
-                f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}\r\n\r\n".encode()
-                + data
-                + b"\r\n"
-            )
-            if min_gap and (rest := min_gap - (time.monotonic() - started)) > 0:
-                await asyncio.sleep(rest)
-    finally:
-        hub.viewers -= 1
-        metrics.VIEWERS.labels(pipeline.name).set(hub.viewers)

@@ -1,13 +1,17 @@
-"""The set of live cameras the server runs, each with its own pipeline and detector."""
+"""The set of live cameras the server runs, by name, each with its own pipeline and detector.
+
+The registry knows a camera only as a ``Camera``: its name, state, status and hub of anonymized
+frames. It imports no pipeline, so the HTTP side can use it without importing the modules that
+hold raw frames; ``streamer.server`` builds the pipelines and hands them in.
+"""
 
 from __future__ import annotations
 
 import logging
-from functools import partial
+from enum import Enum
+from typing import Iterable, Iterator, Protocol
 
-from ..config import Settings
-from ..faces.detectors import create_detector
-from .pipeline import CameraPipeline
+from .hub import FrameHub
 
 log = logging.getLogger("streamer.cameras")
 
@@ -16,24 +20,30 @@ class CameraNotFound(LookupError):
     """No camera of that name; the API answers 404."""
 
 
-class Cameras:
-    def __init__(self, settings: Settings) -> None:
-        self._pipelines = {
-            camera.name: CameraPipeline(
-                camera,
-                settings.pipeline,
-                settings.anonymizer,
-                partial(create_detector, settings.pipeline.detector),
-                settings.pipeline.detector.threshold,
-            )
-            for camera in settings.cameras
-            if camera.enabled
-        }
+class Camera(Protocol):
+    """A live camera as seen from outside ``streamer.live`` (a ``pipeline.CameraPipeline``)."""
 
-    def __iter__(self):
+    name: str
+    hub: FrameHub  # its anonymized frames: the only frames that leave the pipeline
+
+    @property
+    def state(self) -> Enum: ...
+
+    def status(self) -> dict: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class Cameras:
+    def __init__(self, cameras: Iterable[Camera]) -> None:
+        self._pipelines = {camera.name: camera for camera in cameras}
+
+    def __iter__(self) -> Iterator[Camera]:
         return iter(self._pipelines.values())
 
-    def get(self, name: str) -> CameraPipeline:
+    def get(self, name: str) -> Camera:
         """The camera's pipeline; raises ``CameraNotFound``."""
         try:
             return self._pipelines[name]

@@ -1,0 +1,34 @@
+"""The server that ``streamer serve`` runs: the HTTP app over a pipeline for each live camera.
+
+This is where the two sides meet. ``streamer.live`` builds the pipelines, which alone hold raw
+camera frames; ``streamer.http`` gets them as ``live.cameras.Cameras``, a registry of names,
+status and hubs of anonymized frames, and imports neither ``live.sources`` nor ``live.pipeline``
+(the import contract in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from fastapi import FastAPI
+
+from .config import Settings
+from .faces.detectors import create_detector
+from .http.app import build_app
+from .live.cameras import Cameras
+from .live.pipeline import CameraPipeline
+
+
+def create_app(settings: Settings) -> FastAPI:
+    cameras = Cameras(
+        CameraPipeline(
+            camera,
+            settings.pipeline,
+            settings.anonymizer,
+            partial(create_detector, settings.pipeline.detector),
+            settings.pipeline.detector.threshold,
+        )
+        for camera in settings.cameras
+        if camera.enabled
+    )
+    return build_app(settings, cameras)
