@@ -1,4 +1,4 @@
-"""Typed settings: one YAML file (``configs/default.yaml``) plus ``STREAMER_*`` environment overrides.
+"""Typed settings: one YAML file (``streamer/default.yaml``) plus ``STREAMER_*`` environment overrides.
 
 Every key lives in one pydantic model so that a typo or a bad value stops the program at start
 with a message naming the key, instead of surfacing as odd behaviour later.
@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 ENV_PREFIX = "STREAMER_"
 ENV_NESTING = "__"
 CONFIG_ENV = "STREAMER_CONFIG"
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.yaml"
+DEFAULT_CONFIG = Path(__file__).resolve().parent / "default.yaml"  # shipped in the package
 
 
 class Strict(BaseModel):
@@ -210,8 +210,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     if chosen:
         data = _read_yaml(Path(chosen))
     else:
-        # An installed wheel has no configs/ folder: the model's defaults equal the shipped file.
-        data = _read_yaml(DEFAULT_CONFIG) if DEFAULT_CONFIG.exists() else {}
+        data = _read_yaml(DEFAULT_CONFIG)
     for name, raw in environ.items():
         if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
             _set_path(data, name[len(ENV_PREFIX):].lower().split(ENV_NESTING), _parse_scalar(name, raw))

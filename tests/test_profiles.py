@@ -42,7 +42,7 @@ def test_the_shipped_config_uses_accurate_for_stills_and_realtime_for_cameras():
     assert not settings.detector.int8 and settings.detector.scale > 2
     assert settings.pipeline.detector.profile == "realtime"
     assert settings.pipeline.detector.backend == "centerface" and settings.pipeline.detector.int8
-    # The class defaults are the shipped file (an installed wheel has no configs/ folder).
+    # The class defaults are the shipped file's too.
     assert settings.detector == DetectorSettings()
     assert settings.pipeline.detector == LiveDetectorSettings()
 

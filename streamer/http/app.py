@@ -34,7 +34,7 @@ T = TypeVar("T")
 # Status logged for a request whose client went away before its answer (nginx's convention).
 CLIENT_GONE = 499
 
-WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"  # streamer/web, shipped in the package
 
 _IMAGE_BODY = {
     "requestBody": {
