@@ -15,10 +15,6 @@ class Face:
     box: tuple[float, float, float, float]
     score: float
 
-    @property
-    def height(self) -> float:
-        return self.box[3]
-
 
 class Detector(Protocol):
     """A face detector backend. Instances are not shared between threads."""

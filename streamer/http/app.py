@@ -26,6 +26,7 @@ from ..stills.images import FORMATS, ImageError
 from ..stills.job import anonymize_image, detect_image
 from ..stills.workers import Abandoned, Overloaded, Stop, WorkerPool
 from .cameras import NoFrameYet, camera_routes
+from .errors import error_response
 from .uploads import Admission, RefuseWhenFull, UploadError, disconnected, read_image
 from .whep import webrtc_routes
 
@@ -61,10 +62,6 @@ _ERRORS = {
         503: "the server is at capacity; retry after Retry-After seconds",
     }.items()
 }
-
-
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
 def build_app(settings: Settings, cameras: Cameras) -> FastAPI:

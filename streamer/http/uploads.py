@@ -8,7 +8,6 @@ passes the cap) and pull the ``file`` part out with python-multipart's streaming
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from ..stills.images import FORMATS
 from ..stills.workers import Overloaded, WorkerPool
+from .errors import error_body
 
 IMAGE_TYPES = frozenset(FORMATS.values()) | {"image/jpg"}
 # Part types a browser or curl may send for an image file whose type it does not know.
@@ -190,7 +190,7 @@ class RefuseWhenFull:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
             error = self.admission.refusal()
             if error is not None:
-                body = json.dumps({"error": "overloaded", "detail": str(error)}).encode()
+                body = error_body("overloaded", str(error))
                 await send({
                     "type": "http.response.start",
                     "status": 503,

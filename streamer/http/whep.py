@@ -8,11 +8,12 @@ posts its offer.
 from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from ..live.cameras import Cameras
 from ..outputs.webrtc import SessionError, WebRtcPeers
+from .errors import error_response
 
 _SDP = "application/sdp"
 _NAME = Path(description="camera name from the configuration")
@@ -60,15 +61,14 @@ def webrtc_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
     async def whep_delete(session_id: str, name: str = _NAME) -> Response:
         session = peers.get(session_id)
         if session is None or session.camera != name:
-            return JSONResponse({"error": "session_not_found", "detail": "no such session"}, status_code=404)
+            return error_response(404, "session_not_found", "no such session")
         await peers.close(session_id)
         return Response(status_code=200)
 
     @router.patch("/api/cameras/{name}/whep/{session_id}", summary="WHEP trickle ICE: not supported")
     async def whep_patch(session_id: str, name: str = _NAME) -> Response:
-        return JSONResponse(
-            {"error": "trickle_ice_unsupported", "detail": "gather all candidates before posting the offer"},
-            status_code=405, headers={"Allow": "DELETE"},
+        return error_response(
+            405, "trickle_ice_unsupported", "gather all candidates before posting the offer", {"Allow": "DELETE"}
         )
 
     @router.post("/api/cameras/{name}/offer", summary="Start watching a camera (JSON offer, as in aiortc's examples)")

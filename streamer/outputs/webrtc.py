@@ -18,7 +18,7 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 
 import aioice.ice
@@ -58,18 +58,15 @@ class _Subscriber:
         self.queue: asyncio.Queue[av.Packet] = asyncio.Queue(_QUEUE_PACKETS)
         self.waiting_for_keyframe = True
         self._request_keyframe = request_keyframe
-        self.skipped = 0
 
     def offer(self, packet: av.Packet) -> None:
         """Called on the event loop for each packet the shared encoder made."""
         if self.waiting_for_keyframe and not packet.is_keyframe:
-            self.skipped += 1
             return
         if self.queue.full():  # the viewer is behind: drop what it has, restart at a keyframe
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.waiting_for_keyframe = True
-            self.skipped += 1
             self._request_keyframe()
             return
         self.waiting_for_keyframe = False
@@ -211,7 +208,6 @@ class Session:
     pc: RTCPeerConnection
     track: CameraTrack
     codec: str
-    started: float = field(default_factory=time.monotonic)
 
 
 class WebRtcPeers:
