@@ -80,6 +80,9 @@ def test_rtsp_camera_is_served_anonymized_over_mjpeg(rtsp_servers, start_server,
     metrics = httpx.get(f"{srv.url}/metrics").text
     assert 'streamer_frames_total{camera="door",stage="output"}' in metrics
     assert "streamer_capture_to_output_seconds_bucket" in metrics
+    # the rates are read from the camera when scraped, not left over from the last status call
+    [fps] = [line for line in metrics.splitlines() if line.startswith('streamer_fps{camera="door",stage="output"}')]
+    assert float(fps.split()[-1]) > 5
     assert "s3cret" not in srv.stop()  # nor in the server's log
 
 

@@ -73,8 +73,6 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
-        for pipeline in cameras:
-            pipeline.status()  # refreshes the rate gauges
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import threading
+from typing import Callable, Iterator
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 
 FRAMES = Counter("streamer_frames_total", "Frames handled, by pipeline stage", ["camera", "stage"])
 DROPPED = Counter(
@@ -11,7 +15,42 @@ DROPPED = Counter(
 FAIL_CLOSED = Counter(
     "streamer_fail_closed_frames_total", "Frames hidden whole because detection was stale or failing", ["camera"]
 )
-FPS = Gauge("streamer_fps", "Frames per second over the last seconds, by stage", ["camera", "stage"])
+
+
+class RateCollector:
+    """``streamer_fps``: each running camera's rates per stage, read from its meters when Prometheus
+    scrapes (a gauge set as a side effect of something else would show the rate of whenever that
+    last ran)."""
+
+    _NAME, _HELP = "streamer_fps", "Frames per second over the last seconds, by stage"
+
+    def __init__(self) -> None:
+        self._cameras: dict[str, Callable[[], dict[str, float]]] = {}
+        self._lock = threading.Lock()
+
+    def track(self, camera: str, rates: Callable[[], dict[str, float]]) -> None:
+        with self._lock:
+            self._cameras[camera] = rates
+
+    def forget(self, camera: str) -> None:
+        with self._lock:
+            self._cameras.pop(camera, None)
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self._NAME, self._HELP, labels=["camera", "stage"])]
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self._NAME, self._HELP, labels=["camera", "stage"])
+        with self._lock:
+            cameras = list(self._cameras.items())
+        for camera, rates in cameras:
+            for stage, value in rates().items():
+                family.add_metric([camera, stage], value)
+        yield family
+
+
+FPS = RateCollector()
+REGISTRY.register(FPS)
 DETECT_SECONDS = Histogram(
     "streamer_detector_seconds", "Detector inference time per frame", ["camera"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),

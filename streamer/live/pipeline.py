@@ -124,6 +124,7 @@ class CameraPipeline:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
+        metrics.FPS.track(self.name, self.fps)
         bodies = {
             "capture": self._capture_loop,
             "detect": self._detect_loop,
@@ -161,13 +162,16 @@ class CameraPipeline:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.state = CameraState.stopped
         metrics.UP.labels(self.name).set(0)
+        metrics.FPS.forget(self.name)
 
     # -- status ----------------------------------------------------------------------------
 
+    def fps(self) -> dict[str, float]:
+        """Frames a second over the last seconds, by stage (capture, detect, output)."""
+        return {stage: round(meter.rate(), 1) for stage, meter in self._rates.items()}
+
     def status(self) -> dict:
-        fps = {stage: round(meter.rate(), 1) for stage, meter in self._rates.items()}
-        for stage, value in fps.items():
-            metrics.FPS.labels(self.name, stage).set(value)
+        fps = self.fps()
         return {
             "name": self.name,
             "source": redact(self.camera.source),
