@@ -11,7 +11,8 @@ from PIL import Image
 
 from conftest import FACES_DEV, read_rgb
 from imaging import crop, detail_kept
-from streamer.config import Shape
+from streamer.config import Shape, load_settings
+from streamer.server import create_app
 from streamer.faces.anonymizer import coverage_mask
 from streamer.faces.detection import Face, iou
 from test_images import jpeg_with_exif, png_bomb
@@ -184,3 +185,11 @@ def test_overload_answers_fast_503_with_retry_after(start_server, faces_dev):
     assert busy.json()["error"] == "overloaded"
     after = httpx.post(srv.url + "/v1/anonymize", content=body, headers={"content-type": "image/png"}, timeout=60)
     assert after.status_code == 200
+
+
+def test_the_api_documents_what_a_camera_status_holds():
+    spec = create_app(load_settings(environ={})).openapi()
+    listing = spec["paths"]["/api/cameras"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    assert listing["items"]["$ref"] == "#/components/schemas/CameraStatus"
+    fields = spec["components"]["schemas"]["CameraStatus"]["properties"]
+    assert {"state", "fps", "fail_closed_frames", "stage_errors", "latency_ms", "detector"} <= fields.keys()

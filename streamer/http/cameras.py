@@ -7,6 +7,7 @@ import asyncio
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, Field
 
 from ..live.cameras import Camera, Cameras
 from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
@@ -19,24 +20,56 @@ class NoFrameYet(RuntimeError):
     """The camera has not produced an anonymized frame yet; answered with 503."""
 
 
+class Latency(BaseModel):
+    p50: float = Field(description="median, ms")
+    p95: float = Field(description="95th percentile, ms")
+
+
+class EncoderStatus(BaseModel):
+    viewers: int
+    frames: int = Field(description="frames encoded since the encoder started")
+
+
+class CameraStatus(BaseModel):
+    """What ``GET /api/cameras`` says of one camera (the schema OpenAPI shows)."""
+
+    name: str
+    source: str = Field(description="the configured source, its password hidden")
+    kind: str = Field(description="rtsp, v4l2, file or pattern")
+    state: str = Field(description="starting, streaming, reconnecting, ended or stopped")
+    fps: dict[str, float] = Field(description="frames a second over the last seconds: capture, detect, output")
+    frames: dict[str, int] = Field(description="frames handled since start, by stage")
+    dropped: dict[str, int] = Field(description="frames a stage skipped because the next was behind")
+    fail_closed_frames: int = Field(description="frames hidden whole because detection was stale or failing")
+    stage_errors: dict[str, int] = Field(description="times a stage raised and was restarted")
+    faces: int = Field(description="faces hidden in the newest output frame")
+    latency_ms: Latency | None = Field(description="capture to output over the newest frames; null before any")
+    reconnects: int
+    viewers: int = Field(description="open MJPEG streams")
+    last_error: str | None
+    detector: str = Field(description="ok, starting, stalled: ... or failing: ...")
+    webrtc_sessions: int
+    webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers, by codec")
+
+
 def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
     router = APIRouter()
 
-    def status(pipeline: Camera) -> dict:
+    def status(pipeline: Camera) -> CameraStatus:
         encoders = peers.encoders(pipeline.name)
-        return {
+        return CameraStatus(
             **pipeline.status(),
-            "webrtc_sessions": len(peers.sessions(pipeline.name)),
+            webrtc_sessions=len(peers.sessions(pipeline.name)),
             # encoders with viewers; an idle one has stopped its thread
-            "webrtc_encoders": {e.codec: {"viewers": e.viewers, "frames": e.frames} for e in encoders if e.viewers},
-        }
+            webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames) for e in encoders if e.viewers},
+        )
 
     @router.get("/api/cameras", summary="Every camera with its state, rates, drops and last error")
-    async def list_cameras() -> list[dict]:
+    async def list_cameras() -> list[CameraStatus]:
         return [status(pipeline) for pipeline in cameras]
 
-    @router.get("/api/cameras/{name}", summary="One camera's status")
-    async def camera(name: str = _NAME) -> dict:
+    @router.get("/api/cameras/{name}", summary="One camera's status", responses={404: {}})
+    async def camera(name: str = _NAME) -> CameraStatus:
         return status(cameras.get(name))
 
     @router.get(
