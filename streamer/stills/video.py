@@ -80,6 +80,75 @@ class _Pending:
     faces: Future[list[Face]]
 
 
+class _FrameQueue:
+    """Decoded frames waiting for their own detections and those of the next ``LOOKAHEAD_FRAMES``
+    frames; then, oldest first, hidden (or hidden whole) and handed to ``write``."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        threshold: float,
+        hide: Anonymizer,
+        fail_mode: FailMode,
+        hold_frames: int,
+        write: Callable[[np.ndarray, _Pending], None],
+    ) -> None:
+        self._pool, self._threshold, self._hide, self._fail_mode, self._write = pool, threshold, hide, fail_mode, write
+        self._tracker = Tracker(hold_frames)
+        self._pending: deque[_Pending] = deque()  # oldest first
+        self._tracked = 0  # how many of them, from the oldest, have their detections in the tracker
+        # the oldest frame, the frames whose detections it waits for, and enough more to keep every
+        # worker busy meanwhile
+        self._held_back = 1 + LOOKAHEAD_FRAMES + 2 * pool.workers
+        self.frames = self.faces = self.hidden_whole = 0
+
+    def add(self, pixels: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
+        job = self._pool.submit(lambda detector, stop: detector.detect(pixels, self._threshold))
+        self._pending.append(_Pending(pixels, pts, time_base, self.frames + len(self._pending), job))
+        if len(self._pending) >= self._held_back:
+            self._finish_oldest()
+
+    def drain(self) -> None:
+        while self._pending:
+            self._finish_oldest()
+
+    def _finish_oldest(self) -> None:
+        # this frame's detections and the next frames' go to the tracker, in frame order; a frame
+        # whose detection failed leaves no entry, so it is not taken for a frame without faces
+        while self._tracked < min(1 + LOOKAHEAD_FRAMES, len(self._pending)):
+            later = self._pending[self._tracked]
+            if later.faces.exception() is None:
+                self._tracker.update(later.index, later.faces.result())
+            self._tracked += 1
+        frame = self._pending.popleft()
+        self._tracked -= 1
+        held = self._tracker.faces_at(frame.index) if frame.faces.exception() is None else None
+        if held is None:
+            pixels = hide_all(frame.pixels, self._fail_mode)
+            self.hidden_whole += 1
+        else:
+            pixels = self._hide.apply(frame.pixels, held)
+            self.faces += len(held)
+        self._write(pixels, frame)
+        self.frames += 1
+
+
+def _video_output(dst: av.container.OutputContainer, video_in: av.video.stream.VideoStream, rotation: int):
+    """An H.264 stream in ``dst`` for the input's frames turned upright (even sides, same timing)."""
+    width, height = video_in.codec_context.width, video_in.codec_context.height
+    if rotation in (90, 270):
+        width, height = height, width
+    video_out = dst.add_stream("libx264", rate=video_in.average_rate or video_in.guessed_rate)
+    video_out.width = width // 2 * 2
+    video_out.height = height // 2 * 2
+    video_out.pix_fmt = "yuv420p"
+    # the encoder counts in the input's time base too: in 1/rate units, frames of a clip whose
+    # timestamps are irregular (gaps, variable rate) would round onto each other
+    video_out.time_base = video_out.codec_context.time_base = video_in.time_base
+    video_out.options = {"crf": "20", "preset": "veryfast"}
+    return video_out
+
+
 def anonymize_video(
     source: Path,
     target: Path,
@@ -91,39 +160,6 @@ def anonymize_video(
     keep_audio: bool = False,
     on_frame: Callable[[], None] | None = None,
 ) -> VideoReport:
-    hide = Anonymizer(anonymizer)
-    frames = faces = hidden_whole = 0
-    pending: deque[_Pending] = deque()  # decoded frames, oldest first
-    tracked = 0  # how many of them, from the oldest, have their detections in the tracker
-    # the oldest frame, the frames whose detections it waits for, and enough more to keep every
-    # worker busy meanwhile
-    held_back = 1 + LOOKAHEAD_FRAMES + 2 * pool.workers
-
-    def finish_oldest() -> None:
-        nonlocal frames, faces, hidden_whole, tracked
-        # this frame's detections and the next frames' go to the tracker, in frame order; a frame
-        # whose detection failed leaves no entry, so it is not taken for a frame without faces
-        while tracked < min(1 + LOOKAHEAD_FRAMES, len(pending)):
-            later = pending[tracked]
-            if later.faces.exception() is None:
-                tracker.update(later.index, later.faces.result())
-            tracked += 1
-        frame = pending.popleft()
-        tracked -= 1
-        held = tracker.faces_at(frame.index) if frame.faces.exception() is None else None
-        if held is None:
-            pixels = hide_all(frame.pixels, fail_mode)
-            hidden_whole += 1
-        else:
-            pixels = hide.apply(frame.pixels, held)
-            faces += len(held)
-        out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-        out.pts, out.time_base = frame.pts, frame.time_base
-        dst.mux(video_out.encode(out))
-        frames += 1
-        if on_frame:
-            on_frame()
-
     try:
         rotation = display_rotation(source)
         src = av.open(str(source))
@@ -135,45 +171,38 @@ def anonymize_video(
         video_in = src.streams.video[0]
         video_in.thread_type = "AUTO"
         rate = video_in.average_rate or video_in.guessed_rate
-        # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
-        tracker = Tracker(max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1))
-        width, height = video_in.codec_context.width, video_in.codec_context.height
-        if rotation in (90, 270):
-            width, height = height, width
         audio_in = src.streams.audio[0] if keep_audio and src.streams.audio else None
         try:
             dst = av.open(str(target), "w")
         except (av.FFmpegError, OSError) as exc:
             raise VideoError(f"cannot write {target}: {exc}") from None
         with dst:
-            video_out = dst.add_stream("libx264", rate=rate)
-            video_out.width = width // 2 * 2
-            video_out.height = height // 2 * 2
-            video_out.pix_fmt = "yuv420p"
-            # the encoder counts in the input's time base too: in 1/rate units, frames of a clip whose
-            # timestamps are irregular (gaps, variable rate) would round onto each other
-            video_out.time_base = video_out.codec_context.time_base = video_in.time_base
-            video_out.options = {"crf": "20", "preset": "veryfast"}
+            video_out = _video_output(dst, video_in, rotation)
             audio_out = dst.add_stream_from_template(audio_in) if audio_in else None
-            streams = [video_in] + ([audio_in] if audio_in else [])
+
+            def write(pixels: np.ndarray, frame: _Pending) -> None:
+                out = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+                out.pts, out.time_base = frame.pts, frame.time_base
+                dst.mux(video_out.encode(out))
+                if on_frame:
+                    on_frame()
+
+            # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
+            hold_frames = max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1)
+            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, write)
             try:
-                for packet in src.demux(*streams):
-                    if audio_in is not None and packet.stream is audio_in:
-                        if packet.dts is not None:
-                            packet.stream = audio_out
-                            dst.mux(packet)
-                        continue
-                    for frame in packet.decode():
-                        pixels = np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90)
-                        # odd sizes: H.264 wants even; rotated views: the encoder wants contiguous rows
-                        pixels = np.ascontiguousarray(pixels[: video_out.height, : video_out.width])
-                        job = pool.submit(lambda detector, stop, image=pixels: detector.detect(image, threshold))
-                        pending.append(_Pending(pixels, frame.pts, frame.time_base, frames + len(pending), job))
-                        if len(pending) >= held_back:
-                            finish_oldest()
-                while pending:
-                    finish_oldest()
+                for packet in src.demux(*[video_in] + ([audio_in] if audio_in else [])):
+                    if packet.stream is video_in:
+                        for frame in packet.decode():
+                            pixels = np.rot90(frame.to_ndarray(format="rgb24"), rotation // 90)
+                            # odd sizes: H.264 wants even; rotated views: the encoder wants contiguous rows
+                            queue.add(np.ascontiguousarray(pixels[: video_out.height, : video_out.width]),
+                                      frame.pts, frame.time_base)
+                    elif packet.dts is not None:
+                        packet.stream = audio_out
+                        dst.mux(packet)
+                queue.drain()
                 dst.mux(video_out.encode(None))
             except av.FFmpegError as exc:
-                raise VideoError(f"failed after {frames} frames: {exc}") from None
-    return VideoReport(frames, faces, rate, hidden_whole)
+                raise VideoError(f"failed after {queue.frames} frames: {exc}") from None
+    return VideoReport(queue.frames, queue.faces, rate, queue.hidden_whole)
