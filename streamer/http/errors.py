@@ -14,3 +14,4 @@ def error_body(code: str, detail: str) -> bytes:
 
 def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
