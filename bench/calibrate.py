@@ -24,11 +24,13 @@ from accuracy import DEFAULT_DATA, load_samples, read_rgb  # noqa: E402
 
 from streamer.faces.detectors.int8 import to_opset  # noqa: E402
 from streamer.models import CENTERFACE_INPUT, centerface_path  # noqa: E402
+from streamer.offline import quiet_dependencies  # noqa: E402
 
 TARGET = ROOT / "streamer" / "faces" / "detectors" / "centerface_ranges.py"
 
 
 def main() -> None:
+    quiet_dependencies()  # before onnxruntime is imported: no telemetry
     import onnx
     from onnxruntime.quantization.calibrate import CalibrationDataReader, CalibrationMethod, create_calibrator
 

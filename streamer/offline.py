@@ -17,7 +17,8 @@ otherwise on their own (seen with ``tests/test_offline.py``):
 
 Both libraries are imported lazily, when a detector is made, so ``create_detector`` calls
 ``quiet_dependencies()`` before it imports a backend: the CLI, the server, the benchmarks and the
-tests all make their detectors there.
+tests all make their detectors there (``bench/calibrate.py``, which imports onnxruntime's
+quantizer itself, calls it first).
 """
 
 from __future__ import annotations

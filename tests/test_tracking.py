@@ -71,3 +71,10 @@ def test_a_frame_asked_about_after_its_detections_were_pruned_gets_no_answer():
     tracker.update(3.0, [])  # a gap: the detections of 1.0 are pruned
     assert tracker.faces_at(1.0) is None  # unknown, not "no faces": the frame is hidden whole
     assert tracker.faces_at(3.0) == []
+
+
+def test_a_frame_before_the_first_detection_gets_no_answer_from_a_later_one_alone():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(2.0, [])  # nothing seen on a later frame does not mean nothing was there before
+    assert tracker.faces_at(1.9) is None
+    assert tracker.faces_at(2.0) == []

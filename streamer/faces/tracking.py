@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+from bisect import bisect_left, bisect_right, insort
 import time
 from dataclasses import dataclass, field
 
@@ -41,6 +42,7 @@ class Tracker:
         self.hold_s = hold_s
         self._tracks: list[Track] = []
         self._last_detection: float | None = None
+        self._detected: list[float] = []  # capture times of the frames detected, ascending
         self._forgotten_before = -math.inf  # detections older than this have been pruned
         self._lock = threading.Lock()
         self._updated = threading.Condition(self._lock)
@@ -70,6 +72,8 @@ class Tracker:
             # face's hold early on every frame older than the newest detection.
             horizon = captured - 2 * self.hold_s
             self._forgotten_before = max(self._forgotten_before, horizon)
+            insort(self._detected, captured)
+            del self._detected[: bisect_left(self._detected, horizon)]
             self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
             for track in self._tracks:
                 track.seen = [item for item in track.seen if item[0] >= horizon]
@@ -89,16 +93,18 @@ class Tracker:
             return True
 
     def faces_at(self, captured: float) -> list[Face] | None:
-        """Faces to hide on a frame captured at ``captured``; None when they are not known: nothing
-        detected within ``hold_s`` before it yet, or the detections it needs already pruned (the
-        frame is far older than the newest detection).
+        """Faces to hide on a frame captured at ``captured``; None when they are not known: no frame
+        detected at or within ``hold_s`` before it (a later detection alone does not say the face
+        was not there yet), or the detections it needs already pruned (the frame is far older than
+        the newest detection).
 
         Each face held at that time gives one box: around its box from the newest detection at or
         before ``captured`` and, unless that detection was of this very frame, its box from the
         first one after it (detections later than ``captured`` by more than ``hold_s`` are not used).
         """
         with self._lock:
-            if self._last_detection is None or self._last_detection < captured - self.hold_s:
+            before = bisect_right(self._detected, captured)
+            if before == 0 or self._detected[before - 1] < captured - self.hold_s:
                 return None
             if captured - self.hold_s < self._forgotten_before:
                 return None

@@ -32,9 +32,11 @@ class RateCollector:
         with self._lock:
             self._cameras[camera] = rates
 
-    def forget(self, camera: str) -> None:
+    def forget(self, camera: str, rates: Callable[[], dict[str, float]]) -> None:
+        """Stop reading ``rates``, unless a newer camera of that name has replaced them."""
         with self._lock:
-            self._cameras.pop(camera, None)
+            if self._cameras.get(camera) == rates:
+                del self._cameras[camera]
 
     def describe(self) -> list[GaugeMetricFamily]:
         return [GaugeMetricFamily(self._NAME, self._HELP, labels=["camera", "stage"])]

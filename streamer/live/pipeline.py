@@ -35,12 +35,14 @@ from ..faces.tracking import Tracker
 from . import metrics
 from .buffers import LatestQueue
 from .hub import FrameHub
-from .sources import Frame, SourceEnded, SourceError, frames, redact, source_kind
+from .sources import Frame, SourceEnded, SourceError, frames, redact, scrub_secrets, source_kind
 
 log = logging.getLogger("streamer.pipeline")
 
 _POLL_S = 0.25  # how often idle threads look at the stop flag
-_RESTART_S = 0.1  # pause before a stage that raised is run again
+_RESTART_S = 0.1  # pause before a stage that raised is run again...
+_RESTART_MAX_S = 5.0  # ...doubled, up to this, while it fails again within _STEADY_S of a restart
+_STEADY_S = 10.0
 _STAGES = ("capture", "detect", "anonymize", "encode")
 
 
@@ -139,14 +141,18 @@ class CameraPipeline:
             self._threads.append(thread)
 
     def _supervise(self, stage: str, body: Callable[[], None]) -> None:
-        """Run one stage until the camera stops (or its source ends); restart it whenever it raises."""
+        """Run one stage until the camera stops (or its source ends); restart it whenever it raises.
+        A stage that fails on every frame backs off, so it floods neither the CPU nor the log."""
+        wait = _RESTART_S / 2
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 body()
                 return
             except Exception as exc:
                 self._stage_failed(stage, exc)
-                self._stop.wait(_RESTART_S)
+                wait = min(2 * wait, _RESTART_MAX_S) if time.monotonic() - started < _STEADY_S else _RESTART_S
+                self._stop.wait(wait)
 
     def _stage_failed(self, stage: str, exc: Exception) -> None:
         self.stage_errors[stage] += 1
@@ -162,7 +168,7 @@ class CameraPipeline:
             thread.join(max(0.0, deadline - time.monotonic()))
         self.state = CameraState.stopped
         metrics.UP.labels(self.name).set(0)
-        metrics.FPS.forget(self.name)
+        metrics.FPS.forget(self.name, self.fps)
 
     # -- status ----------------------------------------------------------------------------
 
@@ -335,5 +341,5 @@ class CameraPipeline:
 
 def _brief(exc: BaseException) -> str:
     """An exception for a log line or the status: its type and the start of its message."""
-    text = str(exc)
+    text = scrub_secrets(str(exc))
     return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"

@@ -167,8 +167,11 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, name
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc)
-    # FFmpeg messages can quote the URL, password included.
+    return scrub_secrets(str(exc))
+
+
+def scrub_secrets(text: str) -> str:
+    """``text`` with the password of any URL in it hidden (FFmpeg messages can quote the URL)."""
     return re.sub(r"(\w+://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
 
 

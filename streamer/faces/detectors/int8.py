@@ -10,7 +10,7 @@ CPU. onnxruntime multiplies uint8 activations by int8 weights with VNNI where th
 (exact 32-bit sums) and otherwise with AVX2's ``vpmaddubsw``, which adds pairs of products into
 16 bits and saturates when two large 8-bit products meet: on an AVX2 CPU without VNNI the full-range
 model scored faces differently (by up to 0.4 on the heatmap) and lost recall. With weights in
-[-64, 63] a pair of products stays under 2^15, so both paths compute the same integers; checked
+[-64, 64] a pair of products stays under 2^15, so both paths compute the same integers; checked
 bit for bit against an AVX2-only CPU emulated by QEMU (see README, Accuracy).
 """
 
