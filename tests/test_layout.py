@@ -1,6 +1,7 @@
 """The package's import contracts (pyproject.toml, ``[tool.importlinter]``) hold: raw camera frames
-stay in ``streamer.live`` (outputs and HTTP import its hub, never ``sources`` or ``pipeline``), and
-``streamer.faces`` imports none of the packages above it."""
+stay in ``streamer.live`` (outputs and HTTP import its hub, never ``sources`` or ``pipeline``),
+``streamer.stills`` imports nothing of live cameras, and ``streamer.faces`` imports none of the
+packages above it."""
 
 import os
 import subprocess
