@@ -73,16 +73,19 @@ def test_keep_audio_copies_the_audio_track(clip_with_audio, tmp_path):
     assert probe(out)["audio"] == 1
 
 
-class LateDetector:
-    """The real detector, blind for its first ``blind`` calls (a face the detector finds late)."""
+class ScriptedDetector:
+    """The real detector, blind for its first ``blind`` calls (a face the detector finds late) and
+    raising on every call after the first ``good`` ones (a detector that crashes)."""
 
-    name = "late"
+    name = "scripted"
 
-    def __init__(self, real, blind: int) -> None:
-        self.real, self.blind, self.calls = real, blind, 0
+    def __init__(self, real, blind: int = 0, good: int | None = None) -> None:
+        self.real, self.blind, self.good, self.calls = real, blind, good, 0
 
     def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
         self.calls += 1
+        if self.good is not None and self.calls > self.good:
+            raise RuntimeError("detector crashed")
         return [] if self.calls <= self.blind else self.real.detect(image, threshold)
 
     def close(self) -> None:
@@ -93,7 +96,7 @@ def test_a_face_found_only_on_a_later_frame_is_hidden_on_the_frames_before_it(tm
     clip = make_clip(SINGLE_FACE, tmp_path, seconds=1, width=640, height=360, fps=25)
     real = create_detector(DetectorSettings())
     first_found = 10  # frames 0-9 are "missed"
-    monkeypatch.setattr(workers, "create_detector", lambda settings: LateDetector(real, first_found))
+    monkeypatch.setattr(workers, "create_detector", lambda settings: ScriptedDetector(real, blind=first_found))
     pool = WorkerPool(DetectorSettings(), workers=1, queue_size=16, max_wait_s=math.inf)  # one worker: calls in frame order
     out = tmp_path / "hidden.mp4"
     try:
@@ -197,28 +200,10 @@ def test_a_rotated_phone_clip_is_detected_upright_and_plays_the_same_way(face_fr
     assert_no_face_shown(face_frames[:8], hidden, judge)
 
 
-class FailingDetector:
-    """Raises on every call after the first ``good`` ones."""
-
-    name = "failing"
-
-    def __init__(self, real, good: int) -> None:
-        self.real, self.good, self.calls = real, good, 0
-
-    def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
-        self.calls += 1
-        if self.calls > self.good:
-            raise RuntimeError("detector crashed")
-        return self.real.detect(image, threshold)
-
-    def close(self) -> None:
-        pass
-
-
 def test_frames_whose_detection_failed_are_hidden_whole_and_kept(face_frames, judge, tmp_path, monkeypatch):
     clip = write_frames(tmp_path / "clip.mp4", face_frames[:10], list(range(10)), rate=10)
     real = create_detector(DetectorSettings(profile="realtime"))
-    monkeypatch.setattr(workers, "create_detector", lambda settings: FailingDetector(real, 4))
+    monkeypatch.setattr(workers, "create_detector", lambda settings: ScriptedDetector(real, good=4))
     pool = WorkerPool(DetectorSettings(), workers=1, queue_size=16, max_wait_s=math.inf)
     try:
         report = anonymize_video(clip, tmp_path / "out.mp4", pool, 0.5, AnonymizerSettings(), hold_s=0.75)

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import math
 import threading
-from bisect import bisect_left, bisect_right, insort
 import time
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 
 from .detection import Face, iou
@@ -103,8 +103,8 @@ class Tracker:
         first one after it (detections later than ``captured`` by more than ``hold_s`` are not used).
         """
         with self._lock:
-            before = bisect_right(self._detected, captured)
-            if before == 0 or self._detected[before - 1] < captured - self.hold_s:
+            newest_before = bisect_right(self._detected, captured) - 1
+            if newest_before < 0 or self._detected[newest_before] < captured - self.hold_s:
                 return None
             if captured - self.hold_s < self._forgotten_before:
                 return None

@@ -5,8 +5,9 @@ Capture hands every frame to the anonymizer and the newest frame to the detector
 bound. The detector runs at its own pace and feeds a ``Tracker``; the anonymizer hides the faces
 the tracker holds at each frame's capture time.
 
-Fail closed: a frame whose newest detection is older than the hold time (the detector is slow,
-stalled or failing, or has not started) is hidden whole. No frame reaches the encoder any other way.
+Fail closed: a frame for which the tracker has no answer (no frame detected within the hold time
+before it: the detector is slow, stalled or failing, or has not started) is hidden whole. No frame
+reaches the encoder any other way.
 
 A stage that raises is logged with the camera's name, counted (``stage_errors`` in the status,
 ``streamer_stage_errors_total``) and started again after a short pause; the frame it held is
