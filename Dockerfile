@@ -13,14 +13,13 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY streamer ./streamer
-COPY assets ./assets
-# Installed in place (-e), so that assets/ (the demo camera's clip in streamer/default.yaml, a path
-# relative to the working directory) sits beside the package as in a checkout; the default settings
-# and the web UI are inside the package. Without build isolation, so that setuptools comes from the
-# lock. The CenterFace model is prepared here, as root, into /usr/local/share/streamer/models, and
+# A regular (not editable) install: the default settings, the demo camera's clip and the web UI
+# are package data. Without build isolation, so that setuptools comes from the lock. The
+# CenterFace model is prepared here, as root, into /usr/local/share/streamer/models, and
 # matplotlib's font list into /usr/local/share/streamer/matplotlib, which the user owns: matplotlib
 # wants its folder writable, or it makes a temporary one.
-RUN pip install --no-cache-dir --no-deps --no-build-isolation -e . \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && rm -rf /app/streamer /app/build \
     && python -m streamer.models \
     && python -m streamer.offline \
     && useradd --create-home --uid 10001 streamer \

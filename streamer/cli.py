@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamer", description="Face anonymization on the CPU, offline.")
-    parser.add_argument("--config", metavar="FILE", help="YAML settings (default: the shipped streamer/default.yaml)")
+    parser.add_argument("--config", metavar="FILE", help="YAML settings (default: $STREAMER_CONFIG, else the shipped streamer/default.yaml)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the HTTP API")

@@ -1,7 +1,8 @@
 """Typed settings: one YAML file (``streamer/default.yaml``) plus ``STREAMER_*`` environment overrides.
 
 Every key lives in one pydantic model so that a typo or a bad value stops the program at start
-with a message naming the key, instead of surfacing as odd behaviour later.
+with a message naming the key, instead of surfacing as odd behaviour later. pydantic-settings
+reads the environment (``STREAMER_<SECTION>__<KEY>``, over the file); this module reads the file.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from typing import Any, ClassVar, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 
 ENV_PREFIX = "STREAMER_"
 ENV_NESTING = "__"
@@ -177,7 +181,13 @@ class WebRtcSettings(Strict):
         return codecs
 
 
-class Settings(Strict):
+class Settings(BaseSettings):
+    """Every setting. ``Settings(**file_sections)`` applies the ``STREAMER_*`` environment over them."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid", frozen=True, env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTING
+    )
+
     detector: DetectorSettings = DetectorSettings()
     anonymizer: AnonymizerSettings = AnonymizerSettings()
     image: ImageSettings = ImageSettings()
@@ -194,34 +204,53 @@ class Settings(Strict):
             raise ValueError(f"camera names must be unique; repeated: {', '.join(dupes)}")
         return self
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file's sections (passed in as keyword arguments).
+        return _Environment(settings_cls), init_settings
+
+
+class _Environment(EnvSettingsSource):
+    """``STREAMER_*`` variables; lists and sections in them are YAML (``[0, 0, 0]``, ``[h264]``)."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or exc
+            raise ValueError(f"STREAMER_*{field_name.upper()}: {value!r} is not valid YAML ({problem})") from exc
+
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
 
 
-def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+def load_settings(path: str | Path | None = None) -> Settings:
     """Read YAML (``path``, else ``$STREAMER_CONFIG``, else the shipped default) and apply env overrides.
 
-    ``STREAMER_DETECTOR__THRESHOLD=0.4`` sets ``detector.threshold``; values are parsed as YAML
-    scalars so numbers, booleans and lists (``[0, 0, 0]``) work.
+    ``STREAMER_DETECTOR__THRESHOLD=0.4`` sets ``detector.threshold``. A camera source given as a
+    relative file path in the file is read from the file's folder.
     """
-    environ = os.environ if environ is None else environ
-    chosen = path or environ.get(CONFIG_ENV)
-    if chosen:
-        data = _read_yaml(Path(chosen))
-    else:
-        data = _read_yaml(DEFAULT_CONFIG)
-    for name, raw in environ.items():
-        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
-            _set_path(data, name[len(ENV_PREFIX):].lower().split(ENV_NESTING), _parse_scalar(name, raw))
+    chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
+    data = _read_yaml(chosen)
+    _check_environment_names()
     try:
-        return Settings.model_validate(data)
+        return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, chosen or DEFAULT_CONFIG)) from None
+        raise ConfigError(_describe(exc, chosen)) from None
+    except SettingsError as exc:
+        raise ConfigError(f"invalid environment override {exc.__cause__ or exc}") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping of sections."""
+    """The file's top-level mapping of sections, camera file paths made relative to its folder."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
@@ -230,27 +259,35 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections")
+    cameras = data.get("cameras")
+    if isinstance(cameras, list):
+        data["cameras"] = [_from_folder(camera, path.parent) for camera in cameras]
     return data
 
 
-def _set_path(data: dict[str, Any], keys: list[str], value: Any) -> None:
-    node = data
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"environment override {'.'.join(keys)}: {key} is not a section")
-        node = child
-    node[keys[-1]] = value
+def _from_folder(camera: Any, folder: Path) -> Any:
+    """The camera entry with a relative file ``source`` joined to ``folder`` (URLs, devices, absolute paths kept)."""
+    if not isinstance(camera, dict) or not isinstance(camera.get("source"), str):
+        return camera
+    source = camera["source"]
+    if "://" in source or Path(source).is_absolute():
+        return camera
+    return {**camera, "source": str(folder / source)}
 
 
-def _parse_scalar(name: str, raw: str) -> Any:
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"environment variable {name} has an unparseable value: {exc}") from exc
+def _check_environment_names() -> None:
+    """A ``STREAMER_*`` variable must name a section (pydantic-settings would ignore a misspelt one)."""
+    sections = set(Settings.model_fields)
+    for name in os.environ:
+        if name.startswith(ENV_PREFIX) and name != CONFIG_ENV:
+            section = name[len(ENV_PREFIX):].lower().split(ENV_NESTING)[0]
+            if section not in sections:
+                raise ConfigError(
+                    f"environment variable {name}: no setting {section!r} (sections: {', '.join(sorted(sections))})"
+                )
 
 
-def _describe(exc: ValidationError, path: str | Path) -> str:
+def _describe(exc: ValidationError, path: Path) -> str:
     lines = [f"invalid configuration (file {path} and STREAMER_* environment):"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])

@@ -24,6 +24,13 @@ SHARED = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 FACES_DEV = SHARED / "faces-dev"
 
 
+@pytest.fixture(autouse=True)
+def no_streamer_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings loaded in a test come from its files and its own STREAMER_* variables only."""
+    for name in [name for name in os.environ if name.startswith("STREAMER_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def faces_dev() -> list[dict]:
     """The faces-dev annotations (images with labelled face boxes)."""

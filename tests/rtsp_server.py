@@ -4,7 +4,7 @@
 Run it with the SYSTEM python, which has GStreamer's bindings (python3-gi and
 gir1.2-gst-rtsp-server-1.0 from Debian); the project's venv does not:
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /cam=assets/demo.mp4 [--mount /b=other.mp4]
+    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /cam=streamer/assets/demo.mp4 [--mount /b=other.mp4]
 
 Each mount is served on 127.0.0.1 only, at real-time pace, by one shared media: every client of a
 mount sees the same stream, like a camera's, and a client's PLAY does not seek it (a camera is not

@@ -145,6 +145,16 @@ def test_out_of_range_parameter_is_a_json_422(server, photo):
     assert "threshold" in reply.json()["detail"]
 
 
+@pytest.mark.parametrize("method, path, status, code", [
+    ("GET", "/v1/anonymise", 404, "not_found"),
+    ("PUT", "/healthz", 405, "method_not_allowed"),
+])
+def test_unknown_paths_and_methods_answer_in_the_same_envelope(server, method, path, status, code):
+    reply = httpx.request(method, server.url + path)
+    assert reply.status_code == status
+    assert reply.json() == {"error": code, "detail": reply.reason_phrase}
+
+
 def test_server_keeps_serving_after_bad_input(server, photo):
     for body, content_type, _ in BAD_INPUTS.values():
         httpx.post(server.url + "/v1/anonymize", content=body, headers={"content-type": content_type})
@@ -188,7 +198,7 @@ def test_overload_answers_fast_503_with_retry_after(start_server, faces_dev):
 
 
 def test_the_api_documents_what_a_camera_status_holds():
-    spec = create_app(load_settings(environ={})).openapi()
+    spec = create_app(load_settings()).openapi()
     listing = spec["paths"]["/api/cameras"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
     assert listing["items"]["$ref"] == "#/components/schemas/CameraStatus"
     fields = spec["components"]["schemas"]["CameraStatus"]["properties"]

@@ -34,7 +34,7 @@ from streamer.outputs.webrtc import use_host_addresses
 
 use_host_addresses(("127.0.0.1",))  # this test process's aiortc client stays on loopback too
 
-DEMO_CLIP = ROOT / "assets" / "demo.mp4"
+DEMO_CLIP = ROOT / "streamer" / "assets" / "demo.mp4"
 # Folders a library could write to uninvited, each set to its own empty folder for the server.
 WATCHED = ("TMPDIR", "HOME", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
            "XDG_RUNTIME_DIR", "cwd")

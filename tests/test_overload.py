@@ -206,7 +206,7 @@ class InProcessServer:
     def __init__(self, **server: object) -> None:
         from streamer.server import create_app
 
-        base = load_settings(environ={})
+        base = load_settings()
         settings = base.model_copy(update={
             "cameras": (),
             "server": base.server.model_copy(update={"workers": 1, **server}),

@@ -37,7 +37,7 @@ def detectors():
 
 
 def test_the_shipped_config_uses_accurate_for_stills_and_realtime_for_cameras():
-    settings = load_settings(environ={})
+    settings = load_settings()
     assert settings.detector.profile == "accurate" and settings.detector.backend == "centerface"
     assert not settings.detector.int8 and settings.detector.scale > 2
     assert settings.pipeline.detector.profile == "realtime"
@@ -56,12 +56,11 @@ def test_a_profile_fills_the_keys_left_unset_and_set_keys_win():
     assert DetectorSettings.model_validate(tuned.model_dump()) == tuned
 
 
-def test_profiles_can_be_chosen_from_the_environment():
-    settings = load_settings(environ={
-        "STREAMER_DETECTOR__PROFILE": "fast",
-        "STREAMER_PIPELINE__DETECTOR__PROFILE": "accurate",
-        "STREAMER_PIPELINE__DETECTOR__THRESHOLD": "0.5",
-    })
+def test_profiles_can_be_chosen_from_the_environment(monkeypatch):
+    monkeypatch.setenv("STREAMER_DETECTOR__PROFILE", "fast")
+    monkeypatch.setenv("STREAMER_PIPELINE__DETECTOR__PROFILE", "accurate")
+    monkeypatch.setenv("STREAMER_PIPELINE__DETECTOR__THRESHOLD", "0.5")
+    settings = load_settings()
     assert settings.detector.backend == "mediapipe"
     assert settings.pipeline.detector.profile == "accurate" and settings.pipeline.detector.threshold == 0.5
 
@@ -70,7 +69,7 @@ def test_an_unknown_profile_stops_the_program_naming_the_known_ones(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("detector:\n  profile: fastest\n")
     with pytest.raises(ConfigError, match="fast, accurate, realtime"):
-        load_settings(config, environ={})
+        load_settings(config)
 
 
 # -- what each profile finds ---------------------------------------------------------------

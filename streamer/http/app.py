@@ -1,5 +1,6 @@
 """The HTTP API put together: still images (``stills``), live cameras (``cameras``, ``whep``),
-health and readiness, the web UI. Every error is JSON ``{"error": code, "detail": text}``."""
+health and readiness, the web UI. Every error is JSON ``{"error": code, "detail": text}``
+(``error_handlers``), unknown paths and methods included."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ class CameraStatus(BaseModel):
     state: str = Field(description="starting, streaming, reconnecting, ended or stopped")
     fps: dict[str, float] = Field(description="frames a second over the last seconds: capture, detect, output")
     frames: dict[str, int] = Field(description="frames handled since start, by stage")
-    dropped: dict[str, int] = Field(description="frames a stage skipped because the next was behind")
+    dropped: dict[str, int] = Field(description="frames dropped before a stage because that stage was behind (the newest frame wins), by stage")
     fail_closed_frames: int = Field(description="frames hidden whole because detection was stale or failing")
     stage_errors: dict[str, int] = Field(description="times a stage raised and was restarted")
     faces: int = Field(description="faces hidden in the newest output frame")

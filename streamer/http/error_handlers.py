@@ -1,11 +1,14 @@
 """What each error a route raises becomes: the one JSON envelope of ``errors``, with its status
-and headers (``Retry-After`` where a retry can help)."""
+and headers (``Retry-After`` where a retry can help). A request whose client left gets no body."""
 
 from __future__ import annotations
+
+from http import HTTPStatus
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
 
 from ..live.cameras import CameraNotFound
 from ..outputs.webrtc import SessionError
@@ -50,6 +53,12 @@ def add_error_handlers(app: FastAPI) -> None:
     async def session_error(_request: Request, exc: SessionError) -> JSONResponse:
         headers = {"Retry-After": "5"} if exc.status == 503 else None
         return error_response(exc.status, "webrtc", str(exc), headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+        # Starlette's own answers: no such path (404), method not allowed (405), ...
+        code = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
+        return error_response(exc.status_code, code, str(exc.detail), exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_parameter(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""Reading an image upload from an HTTP request, in memory, with a byte cap.
+"""Image uploads read into memory with a byte cap, and admission: which still-image requests are
+taken on at all (``Admission``, the ``RefuseWhenFull`` middleware).
 
 Starlette's form parser spools files over 1 MiB to a temporary file on disk; an upload is a raw
 photo, so it must never touch the disk. We stream the body into memory (refusing it as soon as it

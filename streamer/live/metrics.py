@@ -58,7 +58,7 @@ DETECT_SECONDS = Histogram(
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
 LATENCY_SECONDS = Histogram(
-    "streamer_capture_to_output_seconds", "From a frame's capture to its anonymized JPEG", ["camera"],
+    "streamer_capture_to_output_seconds", "From a frame's capture to its publication, anonymized, in the hub", ["camera"],
     buckets=(0.01, 0.02, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.0),
 )
 FACES = Histogram(

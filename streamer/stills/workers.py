@@ -7,8 +7,8 @@ without a per-profile queue size); a job that still waited twice that long (the 
 wrong: jobs suddenly slower, or a stalled detector) is dropped before it runs. All surface as
 ``Overloaded`` so the API can answer 503 with ``Retry-After``.
 
-A job whose client has gone away is not run: ``run`` takes an awaitable that completes when the
-client disconnects; a job still waiting for a thread is then cancelled, and a running one is
+A job whose client has gone away is not run: ``run`` takes ``gone``, a callable whose awaitable completes
+when the client disconnects; a job still waiting for a thread is then cancelled, and a running one is
 told to stop (``Stop``) and does so at its next stage. Both surface as ``Abandoned``.
 
 Threads rather than processes: every stage of a still-image job (libjpeg-turbo, OpenCV, MediaPipe,

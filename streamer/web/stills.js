@@ -26,7 +26,8 @@ async function anonymize(file) {
   node.querySelector(".title").textContent = file.name;
   node.querySelector(".original").src = URL.createObjectURL(file);
   results.prepend(node);
-  const params = new URLSearchParams(new FormData(form));
+  // A field left empty is not sent: the server's configured value applies.
+  const params = new URLSearchParams([...new FormData(form)].filter(([, value]) => value !== ""));
   const reply = await send(file, params, node.querySelector(".caption"));
   if (!reply.ok) {
     const problem = await reply.json().catch(() => ({ detail: reply.statusText }));
