@@ -13,7 +13,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings
+from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings, with_cameras
+from .redact import redact
 from .faces.detection import Detector
 from .faces.detectors import create_detector
 from .heap import keep_freed_buffers
@@ -83,10 +84,9 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     port = settings.server.port if args.port is None else args.port
     if args.camera or args.no_cameras:
         try:
-            cameras = [_camera_flag(flag) for flag in args.camera]
-            settings = Settings.model_validate({**settings.model_dump(), "cameras": cameras})
-        except ValueError as exc:
-            print(f"streamer: --camera: {exc}", file=sys.stderr)
+            settings = with_cameras(settings, [_camera_flag(flag) for flag in args.camera])
+        except ConfigError as exc:
+            print(f"streamer: {exc}", file=sys.stderr)
             return 2
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.server.log_level)
     return 0
@@ -95,7 +95,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _camera_flag(flag: str) -> dict:
     name, sep, source = flag.partition("=")
     if not sep or not name or not source:
-        raise ValueError(f"{flag!r} is not NAME=SOURCE")
+        raise ConfigError(f"--camera {redact(flag)!r} is not NAME=SOURCE")
     return {"name": name, "source": source}
 
 

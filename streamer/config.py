@@ -18,9 +18,12 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from .redact import redact
+
 ENV_PREFIX = "STREAMER_"
 ENV_NESTING = "__"
 CONFIG_ENV = "STREAMER_CONFIG"
+SOURCE_SCHEMES = ("rtsp", "rtsps", "pattern")  # URL schemes a camera source may have; else a device or file
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default.yaml"  # shipped in the package
 
 
@@ -141,10 +144,21 @@ class CameraSettings(Strict):
     """One live source. ``source`` is an ``rtsp://`` URL, a ``/dev/videoN`` device or a video file."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    source: str = Field(min_length=1)
+    source: str = Field(min_length=1, repr=False)  # may hold a password: never in a repr
     loop: bool = Field(True, description="files only: start again at the end")
     realtime: bool = Field(True, description="files only: pace frames at the file's own rate")
     enabled: bool = True
+
+    @field_validator("source")
+    @classmethod
+    def _known_scheme(cls, source: str) -> str:
+        scheme, sep, _ = source.partition("://")
+        if sep and scheme.lower() not in SOURCE_SCHEMES:
+            raise ValueError(
+                f"{redact(source)}: {scheme}:// is not a camera source; use rtsp://, rtsps://, "
+                "pattern://, /dev/videoN or a video file path"
+            )
+        return source
 
 
 class PipelineSettings(Strict):
@@ -244,7 +258,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, chosen)) from None
+        raise ConfigError(_describe(exc, f"invalid configuration (file {chosen} and STREAMER_* environment)")) from None
     except SettingsError as exc:
         raise ConfigError(f"invalid environment override {exc.__cause__ or exc}") from None
 
@@ -287,8 +301,17 @@ def _check_environment_names() -> None:
                 )
 
 
-def _describe(exc: ValidationError, path: Path) -> str:
-    lines = [f"invalid configuration (file {path} and STREAMER_* environment):"]
+def with_cameras(settings: Settings, cameras: list[dict[str, Any]]) -> Settings:
+    """``settings`` with its cameras replaced (``streamer serve --camera``), checked like the file's."""
+    try:
+        return Settings.model_validate({**settings.model_dump(), "cameras": cameras})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, "invalid --camera")) from None
+
+
+def _describe(exc: ValidationError, heading: str) -> str:
+    """One line per problem, naming its key; never the value given (a source may hold a password)."""
+    lines = [f"{heading}:"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
         lines.append(f"  {key}: {err['msg']}")

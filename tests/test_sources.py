@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from streamer.config import CameraSettings
-from streamer.live.sources import CLOCK_BITS, SourceError, SourceKind, frames, redact, source_kind
+from streamer.live.sources import CLOCK_BITS, SourceError, SourceKind, frames, source_kind
+from streamer.redact import redact
 
 
 def test_sources_are_told_apart():
@@ -14,9 +15,23 @@ def test_sources_are_told_apart():
     assert source_kind("pattern://640x360@30") is SourceKind.pattern
 
 
-def test_passwords_never_show():
-    assert redact("rtsp://admin:hunter2@10.0.0.5:554/live") == "rtsp://admin:***@10.0.0.5:554/live"
-    assert redact("rtsp://10.0.0.5/live") == "rtsp://10.0.0.5/live"
+@pytest.mark.parametrize("text, shown", [
+    ("rtsp://admin:hunter2@10.0.0.5:554/live", "rtsp://admin:***@10.0.0.5:554/live"),
+    ("rtsp://10.0.0.5/live", "rtsp://10.0.0.5/live"),
+    ("rtsp://admin:hunt@r2@cam/live", "rtsp://admin:***@cam/live"),  # a password with "@" in it
+    ("rtsps://cam/live?user=admin&password=hunter2&channel=1", "rtsps://cam/live?user=admin&password=***&channel=1"),
+    ("rtsp://cam/live?token=abc123", "rtsp://cam/live?token=***"),
+    ("open rtsp://u:hunter2@cam/x failed: Connection refused", "open rtsp://u:***@cam/x failed: Connection refused"),
+    ("clips/lobby.mp4", "clips/lobby.mp4"),
+])
+def test_passwords_never_show(text, shown):
+    assert redact(text) == shown
+
+
+def test_a_source_of_another_scheme_is_refused_when_the_config_loads_without_its_password():
+    with pytest.raises(ValueError, match=r"http:// is not a camera source") as refused:
+        CameraSettings(name="door", source="http://admin:hunter2@cam/video.cgi")
+    assert "hunter2" not in str(refused.value.errors()[0]["msg"])
 
 
 def read_clock(pixels: np.ndarray) -> int:

@@ -36,7 +36,8 @@ from ..faces.tracking import Tracker
 from . import metrics
 from .buffers import LatestQueue
 from .hub import FrameHub
-from .sources import Frame, SourceEnded, SourceError, frames, redact, scrub_secrets, source_kind
+from ..redact import redact
+from .sources import Frame, SourceEnded, SourceError, frames, source_kind
 
 log = logging.getLogger("streamer.pipeline")
 
@@ -249,14 +250,14 @@ class CameraPipeline:
                         if self._to_anonymize.put(frame):
                             metrics.DROPPED.labels(self.name, "anonymize").inc()
             except SourceEnded as exc:
-                self.last_error = str(exc)
+                self.last_error = redact(str(exc))
                 self.state = CameraState.ended
                 metrics.UP.labels(self.name).set(0)
-                log.info("camera %s: %s", self.name, exc)
+                log.info("camera %s: %s", self.name, self.last_error)
                 return
             except SourceError as exc:
-                self.last_error = str(exc)
-                log.warning("camera %s: %s", self.name, exc)
+                self.last_error = redact(str(exc))
+                log.warning("camera %s: %s", self.name, self.last_error)
             except Exception as exc:  # a bug or a library failure: reopen the source, as for a camera error
                 self._stage_failed("capture", exc)
             if self._stop.is_set():
@@ -342,5 +343,5 @@ class CameraPipeline:
 
 def _brief(exc: BaseException) -> str:
     """An exception for a log line or the status: its type and the start of its message."""
-    text = scrub_secrets(str(exc))
+    text = redact(str(exc))
     return f"{type(exc).__name__}: {text[:200]}{'...' if len(text) > 200 else ''}"

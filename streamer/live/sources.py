@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import av
 import numpy as np
 
 from ..config import CameraSettings
+from ..redact import redact
 
 
 class SourceKind(str, Enum):
@@ -59,17 +60,6 @@ def source_kind(source: str) -> SourceKind:
     if scheme == "pattern":
         return SourceKind.pattern
     return SourceKind.file
-
-
-def redact(source: str) -> str:
-    """The source with any password in it replaced, fit for logs and the API."""
-    parts = urlsplit(source)
-    if parts.password is None:
-        return source
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def frames(camera: CameraSettings, open_timeout_s: float, read_timeout_s: float) -> Iterator[Frame]:
@@ -167,12 +157,7 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, name
 
 
 def _reason(exc: BaseException) -> str:
-    return scrub_secrets(str(exc))
-
-
-def scrub_secrets(text: str) -> str:
-    """``text`` with the password of any URL in it hidden (FFmpeg messages can quote the URL)."""
-    return re.sub(r"(\w+://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+    return redact(str(exc))
 
 
 class _Pacer:
