@@ -132,6 +132,10 @@ class ServerSettings(Strict):
         description="still-image requests held at once (uploading, queued or worked on); beyond, 503 before "
         "the body is read, so upload memory stays under max_uploads x image.max_bytes",
     )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=600,
+        description="a request body (image upload, WebRTC offer) must arrive within this; slower gets 408",
+    )
     log_level: str = "info"
 
 

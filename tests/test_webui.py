@@ -115,3 +115,15 @@ def test_still_image_page_retries_a_busy_server_after_retry_after(live_server, b
     assert int(page.get_attribute(".result", "data-faces")) >= len(entry["faces"])
     assert page.query_selector(".result.failed") is None
     page.close()
+
+
+def test_api_docs_render_from_the_server_alone(server, browser):
+    page = browser.new_page()
+    elsewhere: list[str] = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url.startswith(server.url)
+               else (elsewhere.append(route.request.url), route.abort()))
+    page.goto(server.url + "/docs")
+    page.wait_for_selector(".swagger-ui .info .title", timeout=15000)
+    page.wait_for_selector(".opblock-summary-path", timeout=15000)  # the routes are listed
+    assert "streamer" in page.content()
+    assert elsewhere == []  # no CDN, no fonts from anywhere else

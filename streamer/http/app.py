@@ -13,6 +13,7 @@ from typing import AsyncIterator
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 from .. import __version__
 from ..config import Settings
@@ -57,7 +58,11 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
             await asyncio.to_thread(cameras.stop)
             await asyncio.to_thread(pool.shutdown)
 
-    app = FastAPI(
+    # /docs (Swagger UI) from files in the fastapi-offline package: FastAPI's own page loads its
+    # scripts from a CDN, which an offline site cannot reach and which would learn who reads it.
+    # No /redoc: ReDoc's page fetches its logo from its vendor's CDN.
+    app = FastAPIOffline(
+        redoc_url=None,
         title="streamer",
         version=__version__,
         summary="Face anonymization for images and video, on the CPU, offline.",
@@ -85,7 +90,7 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
 
     app.include_router(still_routes(settings, pool, admission))
     app.include_router(camera_routes(cameras, peers))
-    app.include_router(webrtc_routes(cameras, peers))
+    app.include_router(webrtc_routes(cameras, peers, settings.server.body_timeout_s))
     if WEB_DIR.is_dir():  # the browser UI; last, so that it never shadows an API route
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     else:

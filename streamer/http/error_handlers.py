@@ -16,7 +16,7 @@ from ..stills.images import ImageError
 from ..stills.workers import Abandoned, Overloaded
 from .cameras import NoFrameYet
 from .errors import error_response
-from .uploads import UploadError
+from .bodies import BodyError
 
 # Status logged for a request whose client went away before its answer (nginx's convention).
 CLIENT_GONE = 499
@@ -29,8 +29,8 @@ def add_error_handlers(app: FastAPI) -> None:
     async def image_error(_request: Request, exc: ImageError) -> JSONResponse:
         return error_response(exc.status, exc.code, str(exc))
 
-    @app.exception_handler(UploadError)
-    async def upload_error(_request: Request, exc: UploadError) -> JSONResponse:
+    @app.exception_handler(BodyError)
+    async def body_error(_request: Request, exc: BodyError) -> JSONResponse:
         return error_response(exc.status, exc.code, str(exc))
 
     @app.exception_handler(Overloaded)

@@ -16,10 +16,11 @@ from typing import Any, Iterator
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 
 from ..stills.images import FORMATS
 from ..stills.workers import Overloaded, WorkerPool
+from .bodies import BodyError, read_body
 from .errors import error_body
 
 IMAGE_TYPES = frozenset(FORMATS.values()) | {"image/jpg"}
@@ -29,51 +30,26 @@ _UNTYPED = {"", "application/octet-stream"}
 _MULTIPART_OVERHEAD = 64 * 1024
 
 
-class UploadError(ValueError):
-    """An upload we will not read; ``status`` and ``code`` describe why for the HTTP answer."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.code = code
-
-
-async def read_image(request: Request, max_bytes: int) -> bytes:
-    """The image bytes of a raw ``image/*`` body or of the multipart field ``file``."""
+async def read_image(request: Request, max_bytes: int, timeout_s: float) -> bytes:
+    """The image bytes of a raw ``image/*`` body or of the multipart field ``file``, received within
+    ``timeout_s``."""
     media, params = parse_options_header(request.headers.get("content-type", ""))
     media_type = media.decode("latin-1").lower()
     if media_type in IMAGE_TYPES:
-        return await _read_body(request, max_bytes)
+        return await read_body(request, max_bytes, timeout_s)
     if media_type == "multipart/form-data":
         boundary = params.get(b"boundary")
         if not boundary:
-            raise UploadError(400, "bad_multipart", "multipart/form-data without a boundary")
-        body = await _read_body(request, max_bytes + _MULTIPART_OVERHEAD)
+            raise BodyError(400, "bad_multipart", "multipart/form-data without a boundary")
+        body = await read_body(request, max_bytes + _MULTIPART_OVERHEAD, timeout_s)
         return _file_part(body, boundary, max_bytes)
     shown = media_type or "none"
-    raise UploadError(
+    raise BodyError(
         415,
         "unsupported_media_type",
         f"Content-Type {shown} is not accepted: send image/jpeg, image/png or image/webp as the body, "
         "or multipart/form-data with the image in the field 'file'",
     )
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise UploadError(413, "too_large", f"the upload is {declared} bytes; the limit is {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise UploadError(413, "too_large", f"the upload is over the limit of {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise UploadError(400, "client_disconnected", "the client closed the connection mid-upload") from None
-    return b"".join(chunks)
 
 
 @dataclass
@@ -116,7 +92,7 @@ def _file_part(body: bytes, boundary: bytes, max_bytes: int) -> bytes:
         parser.write(body)
         parser.finalize()
     except MultipartParseError as exc:
-        raise UploadError(400, "bad_multipart", f"the multipart body cannot be parsed: {exc}") from None
+        raise BodyError(400, "bad_multipart", f"the multipart body cannot be parsed: {exc}") from None
 
     for part in parts:
         _, disposition = parse_options_header(part.headers.get("content-disposition", ""))
@@ -124,14 +100,14 @@ def _file_part(body: bytes, boundary: bytes, max_bytes: int) -> bytes:
             continue
         part_type = parse_options_header(part.headers.get("content-type", ""))[0].decode("latin-1").lower()
         if part_type not in IMAGE_TYPES and part_type not in _UNTYPED:
-            raise UploadError(
+            raise BodyError(
                 415, "unsupported_media_type", f"the file is {part_type}; send image/jpeg, image/png or image/webp"
             )
         data = b"".join(part.data)
         if len(data) > max_bytes:
-            raise UploadError(413, "too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
+            raise BodyError(413, "too_large", f"the image is {len(data)} bytes; the limit is {max_bytes}")
         return data
-    raise UploadError(400, "missing_file", "the multipart body has no field named 'file'")
+    raise BodyError(400, "missing_file", "the multipart body has no field named 'file'")
 
 
 async def disconnected(request: Request) -> None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ..live.cameras import Cameras
 from ..outputs.webrtc import SessionError, WebRtcPeers
+from .bodies import read_body
 from .errors import error_response
 
 _SDP = "application/sdp"
@@ -25,7 +26,8 @@ class Offer(BaseModel):
     type: str = "offer"
 
 
-def webrtc_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
+def webrtc_routes(cameras: Cameras, peers: WebRtcPeers, body_timeout_s: float) -> APIRouter:
+    """The signalling routes; an offer's body is read with a cap and a deadline before anything else."""
     router = APIRouter()
 
     @router.options("/api/cameras/{name}/whep", summary="WHEP: what the endpoint accepts")
@@ -47,9 +49,7 @@ def webrtc_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
         pipeline = cameras.get(name)
         if request.headers.get("content-type", "").split(";")[0].strip().lower() != _SDP:
             raise SessionError(415, "send the offer with Content-Type: application/sdp")
-        body = await request.body()
-        if len(body) > _MAX_SDP_BYTES:
-            raise SessionError(413, "the offer is too large")
+        body = await read_body(request, _MAX_SDP_BYTES, body_timeout_s)
         session = await peers.answer(name, pipeline.hub, body.decode("utf-8", errors="replace"))
         location = f"/api/cameras/{name}/whep/{session.id}"
         return Response(
@@ -71,9 +71,17 @@ def webrtc_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
             405, "trickle_ice_unsupported", "gather all candidates before posting the offer", {"Allow": "DELETE"}
         )
 
-    @router.post("/api/cameras/{name}/offer", summary="Start watching a camera (JSON offer, as in aiortc's examples)")
-    async def offer(body: Offer, name: str = _NAME) -> dict:
+    @router.post(
+        "/api/cameras/{name}/offer",
+        summary="Start watching a camera (JSON offer, as in aiortc's examples)",
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": Offer.model_json_schema()}}}},
+    )
+    async def offer(request: Request, name: str = _NAME) -> dict:
         pipeline = cameras.get(name)
+        try:
+            body = Offer.model_validate_json(await read_body(request, _MAX_SDP_BYTES, body_timeout_s))
+        except ValidationError as exc:
+            raise SessionError(422, f"expected JSON {{\"sdp\": ..., \"type\": \"offer\"}}: {exc.errors()[0]['msg']}") from None
         if body.type != "offer":
             raise SessionError(400, f"expected an offer, got {body.type!r}")
         session = await peers.answer(name, pipeline.hub, body.sdp)
