@@ -186,6 +186,9 @@ class WebRtcSettings(Strict):
     keyframe_interval_s: float = Field(2.0, gt=0.0, le=60.0)
     max_height: int = Field(0, ge=0, description="scale frames down to this height before encoding; 0 = as captured")
     max_sessions: int = Field(32, ge=1, description="open WebRTC sessions over all cameras")
+    connect_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="a session not connected this long after its answer is closed"
+    )
     host_addresses: tuple[str, ...] = Field(
         (), description="ICE host candidates; empty = every non-loopback interface (aioice's default)"
     )

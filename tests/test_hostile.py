@@ -3,12 +3,21 @@ and the server keeps serving everyone else."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 
 import cv2
 import httpx
 import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from browser import LOOPBACK_WEBRTC
+from conftest import camera
+from streamer.outputs.webrtc import use_host_addresses
+
+use_host_addresses(("127.0.0.1",))  # this test process's aiortc client stays on loopback too
 
 
 def stalled_upload(url: str, path: str, content_type: str, length: int) -> socket.socket:
@@ -61,3 +70,91 @@ def test_a_stalled_webrtc_offer_is_cut_off_too(start_server):
     oversized = httpx.post(srv.url + "/api/cameras/cam/offer", content=b"x" * 100_000,
                            headers={"content-type": "application/json"})
     assert oversized.status_code == 413 and oversized.json()["error"] == "too_large"
+
+
+# --------------------------------------------------------------------------------------------
+# WebRTC sessions
+
+
+async def offer_sdp() -> tuple[RTCPeerConnection, str]:
+    """An aiortc peer with a complete receive-only video offer (all candidates gathered)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc, pc.localDescription.sdp
+
+
+async def post_offers(url: str, count: int) -> tuple[list[RTCPeerConnection], list[int]]:
+    """``count`` offers posted at once by peers that never take the answer (so never connect)."""
+    peers, offers = zip(*[await offer_sdp() for _ in range(count)])
+    async with httpx.AsyncClient(timeout=30) as client:
+        replies = await asyncio.gather(
+            *(client.post(url, content=sdp, headers={"content-type": "application/sdp"}) for sdp in offers)
+        )
+    return list(peers), [reply.status_code for reply in replies]
+
+
+@pytest.fixture(scope="module")
+def webrtc_server(start_server):
+    return start_server(
+        {**LOOPBACK_WEBRTC, "STREAMER_WEBRTC__MAX_SESSIONS": "2", "STREAMER_WEBRTC__CONNECT_TIMEOUT_S": "2",
+         "STREAMER_WEBRTC__CODECS": "[vp8]", "STREAMER_PIPELINE__DETECTOR__PROFILE": "fast"},
+        ["--camera", "cam=pattern://320x180@15"],
+    )
+
+
+def test_concurrent_offers_never_take_more_than_max_sessions_and_unconnected_ones_give_them_back(webrtc_server):
+    url = f"{webrtc_server.url}/api/cameras/cam/whep"
+
+    async def scenario() -> None:
+        peers, statuses = await post_offers(url, 6)
+        assert sorted(statuses) == [201, 201, 503, 503, 503, 503]
+        assert camera(webrtc_server)["webrtc_sessions"] == 2
+        await asyncio.sleep(3.5)  # connect_timeout_s is 2
+        assert camera(webrtc_server)["webrtc_sessions"] == 0
+        later, statuses = await post_offers(url, 1)
+        assert statuses == [201]
+        for pc in peers + later:
+            await pc.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_viewers_picture_loss_gets_a_keyframe_and_a_flood_of_them_is_rate_limited(webrtc_server):
+    url = f"{webrtc_server.url}/api/cameras/cam/whep"
+
+    def keyframes() -> int:
+        return camera(webrtc_server)["webrtc_encoders"]["vp8"]["keyframes"]
+
+    async def scenario() -> tuple[int, int]:
+        pc, sdp = await offer_sdp()
+        async with httpx.AsyncClient(timeout=30) as client:
+            reply = await client.post(url, content=sdp, headers={"content-type": "application/sdp"})
+        assert reply.status_code == 201
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply.text, type="answer"))
+        receiver = pc.getReceivers()[0]
+        await wait_until(lambda: receiver.getSynchronizationSources(), 10)
+        ssrc = receiver.getSynchronizationSources()[0].source
+        await asyncio.sleep(1.2)  # past the new viewer's keyframe and the rate limit
+        before = keyframes()
+        await receiver._send_rtcp_pli(ssrc)  # what a browser sends when it lost a picture
+        await asyncio.sleep(0.5)  # well under keyframe_interval_s (2 s)
+        after_one = keyframes() - before
+        before = keyframes()
+        for _ in range(40):  # 4 s of 10 PLIs a second
+            await receiver._send_rtcp_pli(ssrc)
+            await asyncio.sleep(0.1)
+        flood = keyframes() - before
+        await pc.close()
+        return after_one, flood
+
+    after_one, flood = asyncio.run(scenario())
+    assert after_one == 1
+    assert flood <= 5  # at most one a second (MIN_KEYFRAME_GAP_S), not one per PLI
+
+
+async def wait_until(condition, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.1)

@@ -28,6 +28,7 @@ class Latency(BaseModel):
 class EncoderStatus(BaseModel):
     viewers: int
     frames: int = Field(description="frames encoded since the encoder started")
+    keyframes: int = Field(description="keyframes among them (periodic, for new viewers, asked for by viewers)")
 
 
 class CameraStatus(BaseModel):
@@ -61,7 +62,7 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
             **pipeline.status(),
             webrtc_sessions=len(peers.sessions(pipeline.name)),
             # encoders with viewers; an idle one has stopped its thread
-            webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames) for e in encoders if e.viewers},
+            webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames, keyframes=e.keyframes) for e in encoders if e.viewers},
         )
 
     @router.get("/api/cameras", summary="Every camera with its state, rates, drops and last error")

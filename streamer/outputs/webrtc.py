@@ -7,7 +7,13 @@ thread while anyone watches, and every viewer's track hands out the same packets
 
 Nothing buffers without bound: a viewer's queue holds a few packets; when it overflows the viewer
 skips to the next keyframe (and asks for one). A new viewer also asks for a keyframe, so its
-picture starts at once; keyframes also come every ``keyframe_interval_s`` for lost packets.
+picture starts at once, and so does a viewer's picture loss indication (RTCP PLI or FIR); keyframes
+also come every ``keyframe_interval_s``. Asked-for keyframes are rate-limited per encoder, so one
+viewer cannot make every other viewer's stream all keyframes.
+
+A session takes its slot of ``max_sessions`` before anything is awaited, and gives it back if it
+has not connected within ``connect_timeout_s``. A viewer's packets are queued only once its
+connection sends media, so a session that never connects costs no encoding.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ log = logging.getLogger("streamer.webrtc")
 
 CLOCK = Fraction(1, 90000)  # RTP video clock
 _QUEUE_PACKETS = 8  # about a quarter second at 30 fps
+MIN_KEYFRAME_GAP_S = 1.0  # asked-for keyframes (new viewer, overflow, PLI) at most this often per encoder
 
 
 class SessionError(ValueError):
@@ -86,13 +93,18 @@ class SharedEncoder:
         self._keyframe = threading.Event()
         self._thread: threading.Thread | None = None
         self.frames = 0
+        self.keyframes = 0
 
     @property
     def viewers(self) -> int:
         return len(self._subscribers)
 
+    def request_keyframe(self) -> None:
+        """Make a keyframe soon: at once unless one was made less than MIN_KEYFRAME_GAP_S ago."""
+        self._keyframe.set()
+
     def subscribe(self, loop: asyncio.AbstractEventLoop) -> _Subscriber:
-        subscriber = _Subscriber(loop, self._keyframe.set)
+        subscriber = _Subscriber(loop, self.request_keyframe)
         with self._lock:
             self._subscribers.append(subscriber)
             self._keyframe.set()
@@ -134,10 +146,12 @@ class SharedEncoder:
             picture.pts = int((frame.captured - started) / CLOCK)
             picture.time_base = CLOCK
             now = time.monotonic()
-            if self._keyframe.is_set() or now - last_key >= self._settings.keyframe_interval_s:
+            asked = self._keyframe.is_set() and now - last_key >= MIN_KEYFRAME_GAP_S
+            if asked or now - last_key >= self._settings.keyframe_interval_s:
                 self._keyframe.clear()
                 picture.pict_type = av.video.frame.PictureType.I
                 last_key = now
+                self.keyframes += 1
             try:
                 packets = context.encode(picture)
             except av.FFmpegError as exc:
@@ -173,32 +187,30 @@ class SharedEncoder:
 
 
 class CameraTrack(MediaStreamTrack):
-    """The video track of one viewer: the camera's shared encoded packets."""
+    """The video track of one viewer: the camera's shared encoded packets.
+
+    aiortc's sender first calls ``recv`` once the connection is up; only then does the viewer join
+    its encoder, so a session that never connects queues nothing and asks for no keyframe.
+    """
 
     kind = "video"
 
     def __init__(self) -> None:
         super().__init__()
+        self.encoder: SharedEncoder | None = None  # set once the answer has chosen the codec
         self._subscriber: _Subscriber | None = None
-        self._bound = asyncio.Event()
-        self._encoder: SharedEncoder | None = None
-
-    def bind(self, encoder: SharedEncoder) -> None:
-        self._encoder = encoder
-        self._subscriber = encoder.subscribe(asyncio.get_running_loop())
-        self._bound.set()
 
     async def recv(self) -> av.Packet:
-        if self.readyState != "live":
+        if self.readyState != "live" or self.encoder is None:
             raise MediaStreamError
-        await self._bound.wait()
-        assert self._subscriber is not None
+        if self._subscriber is None:
+            self._subscriber = self.encoder.subscribe(asyncio.get_running_loop())
         return await self._subscriber.queue.get()
 
     def stop(self) -> None:
         super().stop()
-        if self._encoder is not None and self._subscriber is not None:
-            self._encoder.unsubscribe(self._subscriber)
+        if self.encoder is not None and self._subscriber is not None:
+            self.encoder.unsubscribe(self._subscriber)
 
 
 @dataclass
@@ -216,7 +228,9 @@ class WebRtcPeers:
     def __init__(self, settings: WebRtcSettings) -> None:
         self._settings = settings
         self._sessions: dict[str, Session] = {}
+        self._opening = 0  # offers being answered: their slots are taken before anything is awaited
         self._encoders: dict[tuple[str, str], SharedEncoder] = {}
+        self._timeouts: set[asyncio.Task] = set()
         use_host_addresses(settings.host_addresses)
 
     def sessions(self, camera: str) -> list[Session]:
@@ -227,15 +241,33 @@ class WebRtcPeers:
 
     async def answer(self, camera: str, hub: FrameHub, offer_sdp: str) -> Session:
         """Answer a browser's offer with our camera's video; the answer holds every ICE candidate."""
-        if len(self._sessions) >= self._settings.max_sessions:
+        if len(self._sessions) + self._opening >= self._settings.max_sessions:
             raise SessionError(503, f"all {self._settings.max_sessions} WebRTC sessions are in use")
         if "m=video" not in offer_sdp:
             raise SessionError(400, "the offer has no video section")
+        self._opening += 1
+        try:
+            session = await self._negotiate(camera, hub, offer_sdp)
+        finally:
+            self._opening -= 1
+        self._sessions[session.id] = session
+        pc = session.pc
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await self.close(session.id)
+
+        timeout = asyncio.create_task(self._close_unless_connected(session))
+        self._timeouts.add(timeout)
+        timeout.add_done_callback(self._timeouts.discard)
+        log.info("camera %s: WebRTC session %s opened (%s)", camera, session.id[:8], session.codec)
+        return session
+
+    async def _negotiate(self, camera: str, hub: FrameHub, offer_sdp: str) -> Session:
         # No STUN server: aiortc's default asks Google's for every session. Host candidates suffice
         # for the viewers this serves, and nothing leaves for a third party.
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        track = CameraTrack()
-        session = Session(uuid.uuid4().hex, camera, pc, track, codec="")
         try:
             offer = RTCSessionDescription(sdp=_prefer_codecs(offer_sdp, self._settings.codecs), type="offer")
             await pc.setRemoteDescription(offer)
@@ -243,7 +275,8 @@ class WebRtcPeers:
             if transceiver is None:
                 raise SessionError(400, "the offer has no video section")
             transceiver.direction = "sendonly"
-            pc.addTrack(track)
+            track = CameraTrack()
+            sender = pc.addTrack(track)
             await pc.setLocalDescription(await pc.createAnswer())
         except SessionError:
             await pc.close()
@@ -251,24 +284,28 @@ class WebRtcPeers:
         except Exception as exc:  # aiortc raises assorted errors for SDP it cannot use
             await pc.close()
             raise SessionError(400, f"cannot answer this offer: {exc}") from None
-        session.codec = _answered_codec(pc.localDescription.sdp)
-        if session.codec not in self._settings.codecs:
+        codec = _answered_codec(pc.localDescription.sdp)
+        if codec not in self._settings.codecs:
             await pc.close()
             raise SessionError(400, f"no common codec: we send {', '.join(self._settings.codecs)}")
-        key = (camera, session.codec)
+        key = (camera, codec)
         encoder = self._encoders.get(key)
         if encoder is None:
-            encoder = self._encoders[key] = SharedEncoder(hub, session.codec, self._settings, camera)
-        track.bind(encoder)
-        self._sessions[session.id] = session
+            encoder = self._encoders[key] = SharedEncoder(hub, codec, self._settings, camera)
+        track.encoder = encoder
+        # aiortc's sender answers a viewer's PLI or FIR by asking its own encoder for a keyframe;
+        # its packets come from ours, so the request is passed on (rate-limited there).
+        sender._send_keyframe = encoder.request_keyframe
+        return Session(uuid.uuid4().hex, camera, pc, track, codec)
 
-        @pc.on("connectionstatechange")
-        async def on_state() -> None:
-            if pc.connectionState in ("failed", "closed"):
-                await self.close(session.id)
-
-        log.info("camera %s: WebRTC session %s opened (%s)", camera, session.id[:8], session.codec)
-        return session
+    async def _close_unless_connected(self, session: Session) -> None:
+        await asyncio.sleep(self._settings.connect_timeout_s)
+        if session.id in self._sessions and session.pc.connectionState != "connected":
+            log.info(
+                "camera %s: WebRTC session %s did not connect within %g s; closed",
+                session.camera, session.id[:8], self._settings.connect_timeout_s,
+            )
+            await self.close(session.id)
 
     async def close(self, session_id: str) -> bool:
         session = self._sessions.pop(session_id, None)
@@ -280,6 +317,8 @@ class WebRtcPeers:
         return True
 
     async def close_all(self) -> None:
+        for timeout in list(self._timeouts):
+            timeout.cancel()
         await asyncio.gather(*(self.close(sid) for sid in list(self._sessions)))
 
     def get(self, session_id: str) -> Session | None:
