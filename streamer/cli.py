@@ -88,7 +88,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         except ConfigError as exc:
             print(f"streamer: {exc}", file=sys.stderr)
             return 2
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.server.log_level)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.server.log_level,
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+    )
     return 0
 
 

@@ -132,6 +132,10 @@ class ServerSettings(Strict):
         description="still-image requests held at once (uploading, queued or worked on); beyond, 503 before "
         "the body is read, so upload memory stays under max_uploads x image.max_bytes",
     )
+    max_streams: int = Field(64, ge=1, description="open MJPEG streams over all cameras; more get 503")
+    shutdown_grace_s: float = Field(
+        5.0, ge=0, le=120, description="on SIGTERM, open requests and streams get this long before they are cut"
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, le=600,
         description="a request body (image upload, WebRTC offer) must arrive within this; slower gets 408",

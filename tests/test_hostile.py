@@ -158,3 +158,51 @@ async def wait_until(condition, timeout: float) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.1)
+
+
+# --------------------------------------------------------------------------------------------
+# MJPEG streams and shutdown
+
+
+def open_stream(url: str) -> socket.socket:
+    """An MJPEG stream opened and left unread (its status line is checked)."""
+    host, port = url.removeprefix("http://").split("/", 1)[0].split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"GET /{url.split('/', 3)[3]} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    assert answer_status(sock, timeout=10) == 200
+    return sock
+
+
+def test_mjpeg_heights_come_from_a_small_set_and_streams_are_capped(start_server):
+    srv = start_server(
+        {"STREAMER_SERVER__MAX_STREAMS": "2", "STREAMER_PIPELINE__DETECTOR__PROFILE": "fast"},
+        ["--camera", "cam=pattern://320x180@10"],
+    )
+    stream = f"{srv.url}/api/cameras/cam/stream.mjpeg"
+    odd = httpx.get(stream, params={"height": 177})
+    assert odd.status_code == 422 and "240" in odd.json()["detail"]
+    assert httpx.get(f"{srv.url}/api/cameras/cam/frame.jpeg", params={"height": 1234}).status_code == 422
+
+    streams = [open_stream(stream + "?height=180"), open_stream(stream)]
+    refused = httpx.get(stream)
+    assert refused.status_code == 503 and refused.json()["error"] == "too_many_streams"
+    for sock in streams:
+        sock.close()
+    time.sleep(0.5)
+    again = open_stream(stream)  # closed streams gave their slots back
+    again.close()
+
+
+def test_sigterm_ends_open_streams_after_the_grace_period(start_server):
+    srv = start_server(
+        {"STREAMER_SERVER__SHUTDOWN_GRACE_S": "1", "STREAMER_PIPELINE__DETECTOR__PROFILE": "fast"},
+        ["--camera", "cam=pattern://320x180@10"],
+    )
+    watching = open_stream(f"{srv.url}/api/cameras/cam/stream.mjpeg")
+    try:
+        srv.process.terminate()
+        started = time.monotonic()
+        srv.process.wait(timeout=15)  # it waited for the stream's end for ever
+        assert time.monotonic() - started < 8
+    finally:
+        watching.close()

@@ -3,21 +3,68 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated, Any, Callable
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from ..live.cameras import Camera, Cameras
+from ..live.hub import JPEG_HEIGHTS
 from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
 from ..outputs.webrtc import WebRtcPeers
 
 _NAME = Path(description="camera name from the configuration")
+_HEIGHT = Query(None, description=f"scale frames down to this height: one of {', '.join(map(str, JPEG_HEIGHTS))}")
+
+
+def _known_height(height: int) -> int:
+    if height not in JPEG_HEIGHTS:
+        raise ValueError(f"height must be one of {', '.join(map(str, JPEG_HEIGHTS))}")
+    return height
+
+
+Height = Annotated[int, AfterValidator(_known_height)]
 
 
 class NoFrameYet(RuntimeError):
     """The camera has not produced an anonymized frame yet; answered with 503."""
+
+
+class TooManyStreams(RuntimeError):
+    """Every MJPEG stream slot (``server.max_streams``) is taken; answered with 503."""
+
+
+class StreamSlots:
+    """Open MJPEG streams over all cameras, at most ``limit``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.taken = 0  # changed on the event loop only
+
+    def take(self) -> None:
+        if self.taken >= self.limit:
+            raise TooManyStreams(f"all {self.limit} MJPEG streams are in use")
+        self.taken += 1
+
+    def give_back(self) -> None:
+        self.taken -= 1
+
+
+class _HeldStream(StreamingResponse):
+    """A streaming response that gives its slot back when it ends, however it ends (even when the
+    client leaves before the first part, when the body's generator never starts)."""
+
+    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 class Latency(BaseModel):
@@ -53,8 +100,9 @@ class CameraStatus(BaseModel):
     webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers, by codec")
 
 
-def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
+def camera_routes(cameras: Cameras, peers: WebRtcPeers, max_streams: int) -> APIRouter:
     router = APIRouter()
+    slots = StreamSlots(max_streams)
 
     def status(pipeline: Camera) -> CameraStatus:
         encoders = peers.encoders(pipeline.name)
@@ -79,7 +127,7 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}},
     )
-    async def frame(name: str = _NAME, height: int | None = Query(None, ge=16, le=4320)) -> Response:
+    async def frame(name: str = _NAME, height: Height | None = _HEIGHT) -> Response:
         pipeline = cameras.get(name)
         latest = pipeline.hub.latest
         if latest is None:
@@ -91,16 +139,18 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
         "/api/cameras/{name}/stream.mjpeg",
         summary="Live anonymized MJPEG (multipart/x-mixed-replace)",
         response_class=StreamingResponse,
-        responses={200: {"content": {MEDIA_TYPE: {}}}, 404: {}},
+        responses={200: {"content": {MEDIA_TYPE: {}}}, 404: {}, 503: {"description": "server.max_streams reached"}},
     )
     async def stream(
         name: str = _NAME,
         fps: float | None = Query(None, gt=0, le=60, description="most frames a second to send"),
-        height: int | None = Query(None, ge=16, le=4320, description="scale frames down to this height"),
+        height: Height | None = _HEIGHT,
     ) -> StreamingResponse:
         pipeline = cameras.get(name)
-        return StreamingResponse(
+        slots.take()
+        return _HeldStream(
             mjpeg(pipeline.hub, pipeline.name, fps, height),
+            slots.give_back,
             media_type=MEDIA_TYPE,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

@@ -14,7 +14,7 @@ from ..live.cameras import CameraNotFound
 from ..outputs.webrtc import SessionError
 from ..stills.images import ImageError
 from ..stills.workers import Abandoned, Overloaded
-from .cameras import NoFrameYet
+from .cameras import NoFrameYet, TooManyStreams
 from .errors import error_response
 from .bodies import BodyError
 
@@ -48,6 +48,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NoFrameYet)
     async def no_frame_yet(_request: Request, exc: NoFrameYet) -> JSONResponse:
         return error_response(503, "no_frame_yet", str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(TooManyStreams)
+    async def too_many_streams(_request: Request, exc: TooManyStreams) -> JSONResponse:
+        return error_response(503, "too_many_streams", str(exc), {"Retry-After": "5"})
 
     @app.exception_handler(SessionError)
     async def session_error(_request: Request, exc: SessionError) -> JSONResponse:

@@ -1,9 +1,11 @@
 """Where a camera's anonymized frames meet their viewers.
 
 The pipeline publishes each anonymized frame once. Viewers read the newest one: a slow viewer
-simply skips frames and never holds up the pipeline or other viewers. JPEGs are made on demand
-and shared: one encode per frame and height, whatever the number of MJPEG viewers, and none
-while nobody watches (WebRTC viewers take the pixels; see ``outputs.webrtc.SharedEncoder``).
+simply skips frames and never holds up the pipeline or other viewers. JPEGs are made on demand,
+on the viewers' side (never on the pipeline's threads), and shared: one encode per frame and
+height, whatever the number of MJPEG viewers, and none while nobody watches (WebRTC viewers take
+the pixels; see ``outputs.webrtc.SharedEncoder``). Heights come from a small set, so a client
+cannot make the hub encode a frame at thousands of sizes.
 """
 
 from __future__ import annotations
@@ -25,18 +27,24 @@ class Published:
     index: int  # the source frame's number since the camera started
 
 
+# The heights a JPEG may be scaled down to (besides the frame's own).
+JPEG_HEIGHTS = (180, 240, 360, 480, 540, 720, 1080)
+
+
 @dataclass(slots=True)
-class _Variants:
+class _Variant:
+    """The newest JPEG made at one height; its lock is held while it is made."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
     seq: int = -1
-    by_height: dict[int, bytes] = field(default_factory=dict)
+    data: bytes = b""
 
 
 class FrameHub:
     def __init__(self, jpeg_quality: int) -> None:
         self._quality = jpeg_quality
         self._latest: Published | None = None
-        self._lock = threading.Lock()
-        self._variants = _Variants()
+        self._variants = {height: _Variant() for height in (None, *JPEG_HEIGHTS)}
         self._waiters: set[asyncio.Future] = set()
         self._published = threading.Condition()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -62,21 +70,22 @@ class FrameHub:
         return published
 
     def jpeg(self, frame: Published, height: int | None = None) -> bytes:
-        """``frame`` as JPEG, scaled to ``height`` (never enlarged); blocking, run it off the loop."""
-        full_height = frame.pixels.shape[0]
-        height = min(height or full_height, full_height)
-        with self._lock:
-            if self._variants.seq != frame.seq:
-                self._variants = _Variants(frame.seq)
-            cached = self._variants.by_height.get(height)
-            if cached is None:
+        """``frame`` as JPEG, scaled down to ``height`` (one of JPEG_HEIGHTS; never enlarged);
+        blocking, run it off the event loop. Viewers of one height share each encode; heights
+        encode side by side."""
+        if height is not None and height >= frame.pixels.shape[0]:
+            height = None  # never enlarged: the frame's own size
+        variant = self._variants[height]
+        with variant.lock:
+            if variant.seq != frame.seq:
                 pixels = frame.pixels
-                if height != full_height:
+                full_height = pixels.shape[0]
+                if height is not None and height < full_height:
                     width = max(2, round(pixels.shape[1] * height / full_height))
                     pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
-                cached = simplejpeg.encode_jpeg(pixels, quality=self._quality, colorspace="RGB", colorsubsampling="420")
-                self._variants.by_height[height] = cached
-            return cached
+                variant.data = simplejpeg.encode_jpeg(pixels, quality=self._quality, colorspace="RGB", colorsubsampling="420")
+                variant.seq = frame.seq
+            return variant.data
 
     def wait_frame(self, after_seq: int, timeout: float) -> Published | None:
         """Thread-side ``next_frame``: blocks up to ``timeout`` for a frame newer than ``after_seq``."""

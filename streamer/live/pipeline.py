@@ -330,9 +330,7 @@ class CameraPipeline:
             metrics.DROPPED.labels(self.name, "encode").inc()
 
     def _encode(self, item: _Anonymized) -> None:
-        published = self.hub.publish(item.pixels, item.captured, item.index)
-        if self.hub.viewers:  # MJPEG viewers are waiting: encode once, here, for all of them
-            self.hub.jpeg(published)
+        self.hub.publish(item.pixels, item.captured, item.index)
         latency = time.monotonic() - item.captured
         self._latencies.append(latency)
         self.faces = item.faces
