@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import math
@@ -14,15 +15,16 @@ from typing import Callable
 from tqdm import tqdm
 
 from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings, with_cameras
-from .redact import redact
 from .faces.detection import Detector
 from .faces.detectors import create_detector
 from .heap import keep_freed_buffers
+from .redact import redact
 from .stills.images import EXTENSIONS, ImageError
 from .stills.job import anonymize_image, detect_image
 from .stills.video import EXTENSIONS as VIDEO_EXTENSIONS
 from .stills.video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
 from .stills.workers import Stop, WorkerPool, cpu_count
+from .users import Role, User, Users, UsersError, hash_password, new_api_key, read_users, write_users
 
 log = logging.getLogger("streamer")
 
@@ -66,6 +68,22 @@ def _parser() -> argparse.ArgumentParser:
     anonymize.add_argument("--threshold", type=float)
     anonymize.set_defaults(run=_anonymize)
 
+    users = commands.add_parser("users", help="add users, API keys; list and remove them (the users file)")
+    users.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML settings")
+    users.add_argument("--file", metavar="FILE", help="the users file (default: auth.users_file)")
+    actions = users.add_subparsers(required=True, dest="action", metavar="ACTION")
+    add = actions.add_parser("add", help="add a user, or set a user's password, role and cameras again")
+    add.add_argument("name")
+    add.add_argument("--role", choices=[r.value for r in Role], default=Role.viewer.value)
+    add.add_argument("--cameras", metavar="A,B", help='cameras a viewer may watch, comma-separated; "*" = every camera')
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    key = actions.add_parser("key", help="make a new API key for a user and print it (it is shown once)")
+    key.add_argument("name")
+    remove = actions.add_parser("remove", help="remove a user")
+    remove.add_argument("name")
+    actions.add_parser("list", help="list the users")
+    users.set_defaults(run=_users)
+
     detect = commands.add_parser("detect", help="list the faces in an image")
     detect.add_argument("image", type=Path)
     detect.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML settings")
@@ -78,20 +96,79 @@ def _parser() -> argparse.ArgumentParser:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from .http.security import is_loopback
     from .server import create_app
 
     host = args.host or settings.server.host
     port = settings.server.port if args.port is None else args.port
-    if args.camera or args.no_cameras:
-        try:
+    try:
+        if args.camera or args.no_cameras:
             settings = with_cameras(settings, [_camera_flag(flag) for flag in args.camera])
-        except ConfigError as exc:
-            print(f"streamer: {exc}", file=sys.stderr)
+        settings = settings.model_copy(update={"server": settings.server.model_copy(update={"host": host})})
+        users = Users(Path(settings.auth.users_file)) if settings.auth.users_file else None
+    except (ConfigError, UsersError) as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        return 2
+    if not users:
+        if not is_loopback(host):
+            print(
+                f"streamer: refusing to listen on {host} without users: anyone who reached the port would watch "
+                "every camera. Add one (streamer users add NAME --role admin --file users.yaml) and set "
+                "auth.users_file, or listen on 127.0.0.1.",
+                file=sys.stderr,
+            )
             return 2
+        log.warning("no users (auth.users_file): anyone who can reach %s:%d watches every camera", host, port)
+    tls = {"ssl_certfile": settings.server.tls_cert, "ssl_keyfile": settings.server.tls_key} if settings.server.tls_cert else {}
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.server.log_level,
-        timeout_graceful_shutdown=settings.server.shutdown_grace_s,
+        timeout_graceful_shutdown=settings.server.shutdown_grace_s, **tls,
+        # uvicorn would believe X-Forwarded-For from any local client; auth.trusted_proxies decides instead
+        proxy_headers=False,
     )
+    return 0
+
+
+def _users(args: argparse.Namespace, settings: Settings) -> int:
+    """``streamer users add|key|remove|list``: edit the users file (hashes only, never secrets)."""
+    path = Path(args.file or settings.auth.users_file or "")
+    if not str(path) or path == Path("."):
+        print("streamer: which users file? Give --file FILE or set auth.users_file", file=sys.stderr)
+        return 2
+    try:
+        users = list(read_users(path)) if path.exists() else []
+        by_name = {user.name: user for user in users}
+        if args.action == "list":
+            for user in users:
+                cameras = "every camera" if user.sees_every_camera else ", ".join(user.cameras) or "no cameras"
+                print(f"{user.name}\t{user.role.value}\t{cameras}\t{len(user.api_keys)} API key(s)")
+            return 0
+        if args.action == "add":
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass(f"password for {args.name}: ")
+            if len(password) < 8:
+                print("streamer: a password needs at least 8 characters", file=sys.stderr)
+                return 2
+            cameras = tuple(c for c in args.cameras.split(",") if c) if args.cameras else ()
+            previous = by_name.get(args.name)
+            by_name[args.name] = User(
+                name=args.name, role=Role(args.role), cameras=cameras, password=hash_password(password),
+                api_keys=previous.api_keys if previous else (),
+            )
+        elif args.name not in by_name:
+            print(f"streamer: no user {args.name!r} in {path}", file=sys.stderr)
+            return 2
+        elif args.action == "key":
+            key, digest = new_api_key()
+            user = by_name[args.name]
+            by_name[args.name] = user.model_copy(update={"api_keys": (*user.api_keys, digest)})
+            print(key)
+        else:  # remove
+            del by_name[args.name]
+        write_users(path, tuple(by_name.values()))
+    except (UsersError, ValueError) as exc:
+        print(f"streamer: {exc}", file=sys.stderr)
+        return 2
+    log.info("users file %s: %s %s", path, args.action, args.name)
     return 0
 
 

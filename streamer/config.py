@@ -7,6 +7,7 @@ reads the environment (``STREAMER_<SECTION>__<KEY>``, over the file); this modul
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import Enum
 from pathlib import Path
@@ -140,7 +141,46 @@ class ServerSettings(Strict):
         30.0, gt=0, le=600,
         description="a request body (image upload, WebRTC offer) must arrive within this; slower gets 408",
     )
+    max_streams_per_user: int = Field(
+        8, ge=1, description="MJPEG streams and WebRTC sessions one user (or, without users, one address) may hold"
+    )
+    tls_cert: str = Field("", description="PEM certificate (chain) file: serve HTTPS; needs tls_key")
+    tls_key: str = Field("", description="PEM private key file of tls_cert")
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host header values accepted (* wildcards); empty = localhost names when listening on "
+        "loopback, else any"
+    )
+    cors_origins: tuple[str, ...] = Field((), description="origins allowed to call the API from a browser; empty = same origin only")
     log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "ServerSettings":
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+
+class AuthSettings(Strict):
+    """Users, their sessions and the audit log (README, Security)."""
+
+    users_file: str = Field(
+        "", description="YAML file of users (``streamer users``); empty = no users, allowed on loopback only"
+    )
+    session_ttl_s: float = Field(43200, gt=0, description="a login (cookie or token) lasts this long")
+    login_failures: int = Field(5, ge=1, description="failed logins an address may make per login_window_s; more get 429")
+    login_window_s: float = Field(60, gt=0)
+    trusted_proxies: tuple[str, ...] = Field(
+        (), description="addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed"
+    )
+    audit_log: str = Field("", description="file the audit log is appended to; empty = the process's log only")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: tuple[str, ...]) -> tuple[str, ...]:
+        for proxy in proxies:
+            ipaddress.ip_network(proxy, strict=False)  # ValueError names the bad one
+        return proxies
 
 
 class FailMode(str, Enum):
@@ -219,6 +259,7 @@ class Settings(BaseSettings):
     server: ServerSettings = ServerSettings()
     pipeline: PipelineSettings = PipelineSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
+    auth: AuthSettings = AuthSettings()
     cameras: tuple[CameraSettings, ...] = ()
 
     @model_validator(mode="after")
@@ -260,8 +301,8 @@ class ConfigError(ValueError):
 def load_settings(path: str | Path | None = None) -> Settings:
     """Read YAML (``path``, else ``$STREAMER_CONFIG``, else the shipped default) and apply env overrides.
 
-    ``STREAMER_DETECTOR__THRESHOLD=0.4`` sets ``detector.threshold``. A camera source given as a
-    relative file path in the file is read from the file's folder.
+    ``STREAMER_DETECTOR__THRESHOLD=0.4`` sets ``detector.threshold``. A relative file path in the
+    file (a camera source, the users file, TLS files) is read from the file's folder.
     """
     chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
     data = _read_yaml(chosen)
@@ -274,30 +315,44 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise ConfigError(f"invalid environment override {exc.__cause__ or exc}") from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    """The file's top-level mapping of sections, camera file paths made relative to its folder."""
+def read_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The YAML mapping in the file at ``path``; ``ConfigError`` naming ``what`` and the file if not."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections")
-    cameras = data.get("cameras")
-    if isinstance(cameras, list):
-        data["cameras"] = [_from_folder(camera, path.parent) for camera in cameras]
+        raise ConfigError(f"{what} {path} must hold a mapping")
     return data
 
 
-def _from_folder(camera: Any, folder: Path) -> Any:
-    """The camera entry with a relative file ``source`` joined to ``folder`` (URLs, devices, absolute paths kept)."""
-    if not isinstance(camera, dict) or not isinstance(camera.get("source"), str):
-        return camera
-    source = camera["source"]
-    if "://" in source or Path(source).is_absolute():
-        return camera
-    return {**camera, "source": str(folder / source)}
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """The file's top-level mapping of sections, file paths in it made relative to its folder."""
+    data = read_mapping(path, "config file")
+    cameras = data.get("cameras")
+    if isinstance(cameras, list):
+        data["cameras"] = [_from_folder(camera, "source", path.parent) for camera in cameras]
+    for section, keys in _FILE_KEYS.items():
+        if isinstance(data.get(section), dict):
+            for key in keys:
+                data[section] = _from_folder(data[section], key, path.parent)
+    return data
+
+
+# Settings that name files: a relative path in a config file is read from the file's folder.
+_FILE_KEYS = {"auth": ("users_file", "audit_log"), "server": ("tls_cert", "tls_key")}
+
+
+def _from_folder(entry: Any, key: str, folder: Path) -> Any:
+    """``entry`` with its relative file path ``key`` joined to ``folder`` (URLs, devices, absolute paths kept)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get(key), str) or not entry[key]:
+        return entry
+    value = entry[key]
+    if "://" in value or Path(value).is_absolute():
+        return entry
+    return {**entry, key: str(folder / value)}
 
 
 def _check_environment_names() -> None:

@@ -20,11 +20,16 @@ from ..config import Settings
 from ..live.cameras import Cameras
 from ..outputs.webrtc import WebRtcPeers
 from ..stills.workers import WorkerPool
+from ..users import Users
+from .audit import append_to
+from .auth import Access
 from .cameras import camera_routes
 from .error_handlers import add_error_handlers
 from .errors import error_response
+from .security import secure
 from .stills import STILL_PATHS, still_routes
 from .uploads import Admission, RefuseWhenFull
+from .viewings import Viewings
 from .whep import webrtc_routes
 
 log = logging.getLogger("streamer.api")
@@ -43,6 +48,11 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
 
     admission = Admission(pool, settings.server.max_uploads)
     peers = WebRtcPeers(settings.webrtc)
+    users_file = settings.auth.users_file
+    access = Access(settings.auth, Users(Path(users_file)) if users_file else None)
+    viewings = Viewings(settings.server.max_streams, settings.server.max_streams_per_user)
+    if settings.auth.audit_log:
+        append_to(settings.auth.audit_log)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +82,7 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
     app.state.settings = settings
     app.state.pool = pool
     app.add_middleware(RefuseWhenFull, admission=admission, paths=STILL_PATHS)
+    secure(app, settings.server)
 
     add_error_handlers(app)
 
@@ -88,9 +99,10 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
             "jobs": pool.stats().as_json(),
         })
 
-    app.include_router(still_routes(settings, pool, admission))
-    app.include_router(camera_routes(cameras, peers, settings.server.max_streams))
-    app.include_router(webrtc_routes(cameras, peers, settings.server.body_timeout_s))
+    app.include_router(access.routes(settings.server.body_timeout_s))
+    app.include_router(still_routes(settings, pool, admission, access))
+    app.include_router(camera_routes(cameras, peers, access, viewings))
+    app.include_router(webrtc_routes(cameras, peers, access, viewings, settings.server.body_timeout_s))
     if WEB_DIR.is_dir():  # the browser UI; last, so that it never shadows an API route
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     else:

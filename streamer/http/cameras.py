@@ -1,11 +1,15 @@
-"""HTTP routes for live cameras: status, MJPEG streams, snapshots, and Prometheus metrics."""
+"""HTTP routes for live cameras: status, MJPEG streams, snapshots, and Prometheus metrics.
+
+Every route that shows a camera depends on ``Access.camera_caller`` (401 without a login, 403 for
+a camera not granted); the list shows only the cameras the caller may watch, and the camera's
+source only to admins."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field
@@ -14,8 +18,11 @@ from ..live.cameras import Camera, Cameras
 from ..live.hub import JPEG_HEIGHTS
 from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
 from ..outputs.webrtc import WebRtcPeers
+from ..users import Role
+from .audit import audit
+from .auth import Access, Caller
+from .viewings import HeldStream, Viewings
 
-_NAME = Path(description="camera name from the configuration")
 _HEIGHT = Query(None, description=f"scale frames down to this height: one of {', '.join(map(str, JPEG_HEIGHTS))}")
 
 
@@ -30,41 +37,6 @@ Height = Annotated[int, AfterValidator(_known_height)]
 
 class NoFrameYet(RuntimeError):
     """The camera has not produced an anonymized frame yet; answered with 503."""
-
-
-class TooManyStreams(RuntimeError):
-    """Every MJPEG stream slot (``server.max_streams``) is taken; answered with 503."""
-
-
-class StreamSlots:
-    """Open MJPEG streams over all cameras, at most ``limit``."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.taken = 0  # changed on the event loop only
-
-    def take(self) -> None:
-        if self.taken >= self.limit:
-            raise TooManyStreams(f"all {self.limit} MJPEG streams are in use")
-        self.taken += 1
-
-    def give_back(self) -> None:
-        self.taken -= 1
-
-
-class _HeldStream(StreamingResponse):
-    """A streaming response that gives its slot back when it ends, however it ends (even when the
-    client leaves before the first part, when the body's generator never starts)."""
-
-    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._release = release
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._release()
 
 
 class Latency(BaseModel):
@@ -82,7 +54,7 @@ class CameraStatus(BaseModel):
     """What ``GET /api/cameras`` says of one camera (the schema OpenAPI shows)."""
 
     name: str
-    source: str = Field(description="the configured source, its password hidden")
+    source: str | None = Field(description="the configured source, its password hidden; admins only (else null)")
     kind: str = Field(description="rtsp, v4l2, file or pattern")
     state: str = Field(description="starting, streaming, reconnecting, ended or stopped")
     fps: dict[str, float] = Field(description="frames a second over the last seconds: capture, detect, output")
@@ -100,26 +72,26 @@ class CameraStatus(BaseModel):
     webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers, by codec")
 
 
-def camera_routes(cameras: Cameras, peers: WebRtcPeers, max_streams: int) -> APIRouter:
-    router = APIRouter()
-    slots = StreamSlots(max_streams)
+def camera_routes(cameras: Cameras, peers: WebRtcPeers, access: Access, viewings: Viewings) -> APIRouter:
+    router = APIRouter(responses={401: {"description": "not logged in"}, 403: {"description": "camera not granted"}})
 
-    def status(pipeline: Camera) -> CameraStatus:
+    def status(pipeline: Camera, caller: Caller) -> CameraStatus:
         encoders = peers.encoders(pipeline.name)
         return CameraStatus(
-            **pipeline.status(),
+            **{**pipeline.status(), **({} if caller.user.role is Role.admin else {"source": None})},
             webrtc_sessions=len(peers.sessions(pipeline.name)),
             # encoders with viewers; an idle one has stopped its thread
-            webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames, keyframes=e.keyframes) for e in encoders if e.viewers},
+            webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames, keyframes=e.keyframes)
+                             for e in encoders if e.viewers},
         )
 
-    @router.get("/api/cameras", summary="Every camera with its state, rates, drops and last error")
-    async def list_cameras() -> list[CameraStatus]:
-        return [status(pipeline) for pipeline in cameras]
+    @router.get("/api/cameras", summary="The cameras you may watch, with state, rates, drops and last error")
+    async def list_cameras(caller: Caller = Depends(access.caller)) -> list[CameraStatus]:
+        return [status(pipeline, caller) for pipeline in cameras if caller.user.sees(pipeline.name)]
 
     @router.get("/api/cameras/{name}", summary="One camera's status", responses={404: {}})
-    async def camera(name: str = _NAME) -> CameraStatus:
-        return status(cameras.get(name))
+    async def camera(name: str, caller: Caller = Depends(access.camera_caller)) -> CameraStatus:
+        return status(cameras.get(name), caller)
 
     @router.get(
         "/api/cameras/{name}/frame.jpeg",
@@ -127,37 +99,39 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers, max_streams: int) -> API
         response_class=Response,
         responses={200: {"content": {"image/jpeg": {}}}, 404: {}, 503: {}},
     )
-    async def frame(name: str = _NAME, height: Height | None = _HEIGHT) -> Response:
+    async def frame(name: str, height: Height | None = _HEIGHT, caller: Caller = Depends(access.camera_caller)) -> Response:
         pipeline = cameras.get(name)
         latest = pipeline.hub.latest
         if latest is None:
             raise NoFrameYet(f"camera {name!r} has no frame yet ({pipeline.state.value})")
         data = await asyncio.to_thread(pipeline.hub.jpeg, latest, height)
+        audit("snapshot", user=caller.user.name, camera=name, address=caller.address)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @router.get(
         "/api/cameras/{name}/stream.mjpeg",
         summary="Live anonymized MJPEG (multipart/x-mixed-replace)",
         response_class=StreamingResponse,
-        responses={200: {"content": {MEDIA_TYPE: {}}}, 404: {}, 503: {"description": "server.max_streams reached"}},
+        responses={200: {"content": {MEDIA_TYPE: {}}}, 404: {},
+                   503: {"description": "server.max_streams or server.max_streams_per_user reached"}},
     )
     async def stream(
-        name: str = _NAME,
+        name: str,
         fps: float | None = Query(None, gt=0, le=60, description="most frames a second to send"),
         height: Height | None = _HEIGHT,
+        caller: Caller = Depends(access.camera_caller),
     ) -> StreamingResponse:
         pipeline = cameras.get(name)
-        slots.take()
-        return _HeldStream(
+        return HeldStream(
             mjpeg(pipeline.hub, pipeline.name, fps, height),
-            slots.give_back,
+            viewings.take(caller, name, "mjpeg"),
             media_type=MEDIA_TYPE,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    @router.get("/metrics", summary="Prometheus metrics (they name every camera: needs access to all)",
+                response_class=Response, dependencies=[Depends(access.all_cameras_caller)])
     async def prometheus() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
-

@@ -14,8 +14,10 @@ from ..live.cameras import CameraNotFound
 from ..outputs.webrtc import SessionError
 from ..stills.images import ImageError
 from ..stills.workers import Abandoned, Overloaded
-from .cameras import NoFrameYet, TooManyStreams
+from .auth import AuthError
+from .cameras import NoFrameYet
 from .errors import error_response
+from .viewings import TooManyStreams
 from .bodies import BodyError
 
 # Status logged for a request whose client went away before its answer (nginx's convention).
@@ -48,6 +50,10 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NoFrameYet)
     async def no_frame_yet(_request: Request, exc: NoFrameYet) -> JSONResponse:
         return error_response(503, "no_frame_yet", str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(AuthError)
+    async def auth_error(_request: Request, exc: AuthError) -> JSONResponse:
+        return error_response(exc.status, exc.code, str(exc), exc.headers)
 
     @app.exception_handler(TooManyStreams)
     async def too_many_streams(_request: Request, exc: TooManyStreams) -> JSONResponse:

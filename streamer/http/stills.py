@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from ..config import Mode, Settings, Shape
@@ -16,6 +16,7 @@ from ..faces.detection import Detector
 from ..stills.images import FORMATS
 from ..stills.job import anonymize_image, detect_image
 from ..stills.workers import Stop, WorkerPool
+from .auth import Access
 from .uploads import Admission, disconnected, read_image
 
 T = TypeVar("T")
@@ -51,8 +52,8 @@ _ERRORS = {
 }
 
 
-def still_routes(settings: Settings, pool: WorkerPool, admission: Admission) -> APIRouter:
-    router = APIRouter()
+def still_routes(settings: Settings, pool: WorkerPool, admission: Admission, access: Access) -> APIRouter:
+    router = APIRouter(dependencies=[Depends(access.caller)], responses={401: {"description": "not logged in"}})
 
     async def process(request: Request, job: Callable[[bytes, Detector, Stop], T]) -> T:
         """Admit a still-image request, read its body and run ``job(body, detector, stop)`` on the pool.

@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Callable
 
 import aioice.ice
 import aiortc.sdp
@@ -220,6 +221,8 @@ class Session:
     pc: RTCPeerConnection
     track: CameraTrack
     codec: str
+    viewer: str = ""  # who opened it (a user name), so that only they may end it
+    on_close: Callable[[], None] | None = None
 
 
 class WebRtcPeers:
@@ -239,8 +242,11 @@ class WebRtcPeers:
     def encoders(self, camera: str) -> list[SharedEncoder]:
         return [e for (name, _), e in self._encoders.items() if name == camera]
 
-    async def answer(self, camera: str, hub: FrameHub, offer_sdp: str) -> Session:
-        """Answer a browser's offer with our camera's video; the answer holds every ICE candidate."""
+    async def answer(
+        self, camera: str, hub: FrameHub, offer_sdp: str, viewer: str = "", on_close: Callable[[], None] | None = None
+    ) -> Session:
+        """Answer a browser's offer with our camera's video; the answer holds every ICE candidate.
+        ``on_close`` is called once when the session ends, however it ends."""
         if len(self._sessions) + self._opening >= self._settings.max_sessions:
             raise SessionError(503, f"all {self._settings.max_sessions} WebRTC sessions are in use")
         if "m=video" not in offer_sdp:
@@ -250,6 +256,7 @@ class WebRtcPeers:
             session = await self._negotiate(camera, hub, offer_sdp)
         finally:
             self._opening -= 1
+        session.viewer, session.on_close = viewer, on_close
         self._sessions[session.id] = session
         pc = session.pc
 
@@ -312,6 +319,8 @@ class WebRtcPeers:
         if session is None:
             return False
         session.track.stop()
+        if session.on_close is not None:
+            session.on_close()
         await session.pc.close()
         log.info("camera %s: WebRTC session %s closed", session.camera, session.id[:8])
         return True

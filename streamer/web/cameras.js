@@ -1,4 +1,6 @@
 // Camera grid: live WebRTC video per camera (WHEP), MJPEG when WebRTC fails, stats from the API.
+import { authorized } from "./session.js";
+
 const grid = document.getElementById("grid");
 const tiles = new Map();
 const forceMjpeg = new URLSearchParams(location.search).get("transport") === "mjpeg";
@@ -21,7 +23,7 @@ async function startWebRtc(tile) {
   pc.ontrack = (event) => { tile.video.srcObject = event.streams[0] || new MediaStream([event.track]); };
   await pc.setLocalDescription(await pc.createOffer());
   await waitForIce(pc, 3000);
-  const reply = await fetch(`api/cameras/${encodeURIComponent(tile.name)}/whep`, {
+  const reply = await authorized(`api/cameras/${encodeURIComponent(tile.name)}/whep`, {
     method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp,
   });
   if (reply.status !== 201) throw new Error(`WHEP answered ${reply.status}`);
@@ -121,7 +123,7 @@ function render(camera) {
 async function refresh() {
   const error = document.getElementById("error");
   try {
-    const reply = await fetch("api/cameras");
+    const reply = await authorized("api/cameras");
     if (!reply.ok) throw new Error(`the server answered ${reply.status}`);
     const cameras = await reply.json();
     document.getElementById("empty").hidden = cameras.length > 0;

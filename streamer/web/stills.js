@@ -1,4 +1,6 @@
 // Still images: send each picked or dropped file to /v1/anonymize and show both side by side.
+import { authorized } from "./session.js";
+
 const form = document.getElementById("options");
 const drop = document.getElementById("drop");
 const input = document.getElementById("files");
@@ -13,7 +15,7 @@ async function send(file, params, caption) {
   for (let attempt = 1; ; attempt++) {
     const body = new FormData();
     body.append("file", file, file.name);
-    const reply = await fetch(`v1/anonymize?${params}`, { method: "POST", body });
+    const reply = await authorized(`v1/anonymize?${params}`, { method: "POST", body });
     const wait = Number(reply.headers.get("Retry-After"));
     if (reply.status !== 503 || !wait || attempt === MAX_TRIES) return reply;
     caption.textContent = `Server busy: trying again in ${wait} s`;
