@@ -17,9 +17,12 @@ from .faces.detectors import create_detector
 from .http.app import build_app
 from .live.cameras import Cameras
 from .live.pipeline import CameraPipeline
+from .shards import camera_map
 
 
 def create_app(settings: Settings) -> FastAPI:
+    """The app; with ``server.shard`` set it runs only the cameras of that shard (``streamer.shards``)."""
+    local = {placement.name for placement in camera_map(settings) if placement.local}
     cameras = Cameras(
         CameraPipeline(
             camera,
@@ -29,6 +32,6 @@ def create_app(settings: Settings) -> FastAPI:
             settings.pipeline.detector.threshold,
         )
         for camera in settings.cameras
-        if camera.enabled
+        if camera.name in local
     )
     return build_app(settings, cameras)

@@ -84,7 +84,7 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
         })
 
     app.include_router(still_routes(settings, pool, admission))
-    app.include_router(camera_routes(cameras, peers))
+    app.include_router(camera_routes(cameras, peers, settings))
     app.include_router(webrtc_routes(cameras, peers))
     if WEB_DIR.is_dir():  # the browser UI; last, so that it never shadows an API route
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")

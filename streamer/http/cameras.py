@@ -1,4 +1,4 @@
-"""HTTP routes for live cameras: status, MJPEG streams, snapshots, and Prometheus metrics."""
+"""HTTP routes for live cameras: status, where each runs (shards), MJPEG streams, snapshots, and Prometheus metrics."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
+from ..config import Settings
 from ..live.cameras import Camera, Cameras
 from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
 from ..outputs.webrtc import WebRtcPeers
+from ..shards import camera_map
 
 _NAME = Path(description="camera name from the configuration")
 
@@ -50,10 +52,30 @@ class CameraStatus(BaseModel):
     detector: str = Field(description="ok, starting, stalled: ... or failing: ...")
     webrtc_sessions: int
     webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers, by codec")
+    shard: int = Field(description="the shard that runs this camera: this server's (server.shard; 0 unsharded)")
 
 
-def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
+class CameraPlacement(BaseModel):
+    name: str
+    shard: int = Field(description="the shard whose server runs this camera")
+    local: bool = Field(description="this server runs it")
+    url: str | None = Field(description="that server's URL (server.shard_url); null when not configured")
+
+
+class ShardMap(BaseModel):
+    """What ``GET /api/shards`` says: where every configured camera runs."""
+
+    shard: int = Field(description="this server's shard")
+    shards: int = Field(description="how many shards the cameras are spread over")
+    cameras: list[CameraPlacement]
+
+
+def camera_routes(cameras: Cameras, peers: WebRtcPeers, settings: Settings) -> APIRouter:
     router = APIRouter()
+    index, count = settings.server.shards
+    shard_map = ShardMap(
+        shard=index, shards=count, cameras=[CameraPlacement(**vars(placement)) for placement in camera_map(settings)]
+    )
 
     def status(pipeline: Camera) -> CameraStatus:
         encoders = peers.encoders(pipeline.name)
@@ -62,11 +84,16 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers) -> APIRouter:
             webrtc_sessions=len(peers.sessions(pipeline.name)),
             # encoders with viewers; an idle one has stopped its thread
             webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames) for e in encoders if e.viewers},
+            shard=index,
         )
 
     @router.get("/api/cameras", summary="Every camera with its state, rates, drops and last error")
     async def list_cameras() -> list[CameraStatus]:
         return [status(pipeline) for pipeline in cameras]
+
+    @router.get("/api/shards", summary="Where every configured camera runs: its shard and that server's URL")
+    async def shards() -> ShardMap:
+        return shard_map
 
     @router.get("/api/cameras/{name}", summary="One camera's status", responses={404: {}})
     async def camera(name: str = _NAME) -> CameraStatus:
