@@ -22,8 +22,10 @@ from .shards import camera_map
 
 def create_app(settings: Settings) -> FastAPI:
     """The app; with ``server.shard`` set it runs only the cameras of that shard (``streamer.shards``)."""
-    local = {placement.name for placement in camera_map(settings) if placement.local}
-    cameras = Cameras(
+    placed = camera_map(settings)
+    local = {p.name for p in placed if p.local}
+    elsewhere = {p.name: f"shard {p.shard}" + (f", {p.url}" if p.url else "") for p in placed if not p.local}
+    pipelines = (
         CameraPipeline(
             camera,
             settings.pipeline,
@@ -34,4 +36,4 @@ def create_app(settings: Settings) -> FastAPI:
         for camera in settings.cameras
         if camera.name in local
     )
-    return build_app(settings, cameras)
+    return build_app(settings, Cameras(pipelines, elsewhere))

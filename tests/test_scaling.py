@@ -224,6 +224,10 @@ def test_each_camera_runs_on_exactly_one_shard_and_comes_back_after_a_crash(came
         assert {(c["name"], c["shard"], c["local"], c["url"]) for c in shard_map["cameras"]} == {
             (name, owner, owner == shard, f"http://shard-{owner}.test:8000") for owner in SHARDS for name in SHARDS[owner]
         }
+        (other,) = SHARDS.keys() - {shard}
+        elsewhere = httpx.get(f"{server.url}/api/cameras/{min(SHARDS[other])}/frame.jpeg", timeout=5)
+        assert elsewhere.status_code == 404
+        assert elsewhere.json()["detail"].endswith(f"runs on shard {other}, http://shard-{other}.test:8000")
     for shard, server in enumerate(cameras.servers):
         wait_for(lambda: streaming(server, SHARDS[shard]), 30, f"shard {shard}'s cameras to stream")
 
