@@ -127,6 +127,20 @@ def test_compose_nginx_and_prometheus_name_the_same_workers():
     assert jobs == {"streamer-stills": [f"{s}:8000" for s in stills], "streamer-cameras": sorted(f"{s}:8000" for s in shards)}
 
 
+def test_every_compose_camera_worker_has_cameras(monkeypatch: pytest.MonkeyPatch):
+    for service in yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"].values():
+        if "--shard" not in service.get("command", []):
+            continue
+        # The mounted settings file, read from deploy/, with the service's other variables.
+        mounts = {target: source for source, target in (v.removesuffix(":ro").split(":") for v in service["volumes"])}
+        env = {**service["environment"], "STREAMER_CONFIG": str(DEPLOY / mounts[service["environment"]["STREAMER_CONFIG"]])}
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        shard = service["command"][service["command"].index("--shard") + 1]
+        monkeypatch.setenv("STREAMER_SERVER__SHARD", shard)
+        assert any(placement.local for placement in camera_map(load_settings())), f"shard {shard} runs no camera"
+
+
 def docker_rules() -> list[tuple[bool, re.Pattern]]:
     """.dockerignore as (exception, pattern) pairs, with Docker's syntax: * and ? within a path
     element, ** across elements, ! for an exception, the last rule that matches wins."""
