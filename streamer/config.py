@@ -137,8 +137,8 @@ class ServerSettings(Strict):
         "ordinal/N: I is the host name's trailing -<number> (a StatefulSet pod's ordinal); empty: every camera",
     )
     shard_url: str = Field(
-        "", description="the URL of the replica serving shard {shard}, e.g. http://streamer-{shard}.streamer:8000, "
-        "given for each camera by GET /api/shards; empty: not given",
+        "", description="the URL of the server of shard {shard}, for GET /api/shards; empty: not given "
+        "(e.g. http://streamer-cameras-{shard}.streamer-cameras:8000)",
     )
 
     @field_validator("shard")

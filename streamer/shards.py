@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .config import Settings
 
 ORDINAL = "ordinal"  # "ordinal/N": the shard is the host name's trailing number (a StatefulSet pod's)
-_SHARD = re.compile(r"^(\d+|ordinal)/(\d+)$")
+_SHARD = re.compile(rf"^(\d+|{ORDINAL})/(\d+)$")
 _HOST_ORDINAL = re.compile(r"-(\d+)$")
 
 
@@ -65,5 +65,6 @@ def camera_map(settings: Settings) -> list[Placement]:
     for camera in settings.cameras:
         if camera.enabled:
             owner = shard_of(camera.name, count)
-            placed.append(Placement(camera.name, owner, owner == index, template.format(shard=owner) if template else None))
+            url = template.format(shard=owner) if template else None
+            placed.append(Placement(camera.name, owner, owner == index, url))
     return placed

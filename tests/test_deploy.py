@@ -112,7 +112,9 @@ def test_the_workloads_probe_and_are_scraped():
 def test_compose_nginx_and_prometheus_name_the_same_workers():
     services = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
     stills = sorted(name for name, s in services.items() if s.get("command", [])[-1:] == ["--no-cameras"])
-    shards = {name: s["command"][s["command"].index("--shard") + 1] for name, s in services.items() if "--shard" in s.get("command", [])}
+    shards = {
+        name: s["command"][s["command"].index("--shard") + 1] for name, s in services.items() if "--shard" in s.get("command", [])
+    }
     assert len(stills) >= 2 and len(shards) >= 2
     counts = {shard.split("/")[1] for shard in shards.values()}
     assert counts == {str(len(shards))}, "every camera worker counts the same shards"
@@ -124,7 +126,9 @@ def test_compose_nginx_and_prometheus_name_the_same_workers():
         job["job_name"]: sorted(t for c in job["static_configs"] for t in c["targets"])
         for job in yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]
     }
-    assert jobs == {"streamer-stills": [f"{s}:8000" for s in stills], "streamer-cameras": sorted(f"{s}:8000" for s in shards)}
+    assert jobs == {
+        "streamer-stills": [f"{s}:8000" for s in stills], "streamer-cameras": sorted(f"{s}:8000" for s in shards)
+    }
 
 
 def test_every_compose_camera_worker_has_cameras(monkeypatch: pytest.MonkeyPatch):
@@ -180,7 +184,9 @@ def build_context() -> dict[str, int]:
         relative = Path(folder).relative_to(ROOT).as_posix()
         prefix = "" if relative == "." else f"{relative}/"
         # A left-out folder is not walked unless an exception could bring back something in it.
-        dirs[:] = [d for d in dirs if not ignored(prefix + d, rules) or any(p.startswith(re.escape(prefix + d)) for p in exceptions)]
+        dirs[:] = [
+            d for d in dirs if not ignored(prefix + d, rules) or any(p.startswith(re.escape(prefix + d)) for p in exceptions)
+        ]
         for name in names:
             if not ignored(prefix + name, rules) and not os.path.islink(os.path.join(folder, name)):
                 files[prefix + name] = os.path.getsize(os.path.join(folder, name))
@@ -196,7 +202,8 @@ def test_the_docker_build_context_is_small_and_has_what_the_dockerfile_copies():
     for source in copied:
         assert source in context or any(path.startswith(source + "/") for path in context), source
     assert {"streamer/default.yaml", "streamer/assets/demo.mp4", "streamer/web/index.html"} <= context.keys()
-    assert not any(path.startswith((".git/", ".venv/", "tests/", "bench/", "deploy/")) or "__pycache__" in path for path in context)
+    left_out = (".git/", ".venv/", "tests/", "bench/", "deploy/")
+    assert not any(path.startswith(left_out) or "__pycache__" in path for path in context)
 
 
 def test_the_docker_rules_match_as_docker_does():

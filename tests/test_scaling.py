@@ -117,7 +117,8 @@ class Nginx:
         conf = conf.replace("listen 80;", f"listen 127.0.0.1:{self.port};")
         conf = conf.replace("/var/log/nginx/access.log", str(self.access_log))
         (folder / "streamer.conf").write_text(conf)
-        temp = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        temp = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in kinds)
         (folder / "nginx.conf").write_text(
             ("user root;\n" if os.geteuid() == 0 else "")  # workers as root can write the tmp folder
             + f"daemon off;\nworker_processes 1;\npid {folder / 'nginx.pid'};\nerror_log {folder / 'error.log'} info;\n"
