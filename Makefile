@@ -7,9 +7,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 RUNTIME_APT := libgl1 libglib2.0-0
 # The tests' local RTSP camera (tests/rtsp_server.py, run by the system python3), test clips
 # (ffmpeg), the browser that Playwright drives for the web UI tests (chromium) and the tracer
-# that tests/test_offline.py watches the server's connections with (strace).
+# that tests/test_offline.py watches the server's connections with (strace); the load balancer and
+# the monitoring that tests/test_scaling.py runs with deploy/'s configs (nginx; prometheus, with promtool).
 TEST_APT := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi ffmpeg chromium strace
+  gstreamer1.0-plugins-bad gstreamer1.0-rtsp python3-gi ffmpeg chromium strace nginx prometheus
 
 # Every Python package is installed from a lock file, at the exact version and with the sha256
 # hashes recorded there: requirements.lock for `make install` (pyproject's dependencies and the

@@ -12,6 +12,7 @@ from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Callable
 
+from pydantic import ValidationError
 from tqdm import tqdm
 
 from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings, with_cameras
@@ -54,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="serve this camera instead of the configured ones (repeatable); SOURCE is "
                        "an rtsp:// URL, /dev/videoN or a video file")
     serve.add_argument("--no-cameras", action="store_true", help="serve still images only")
+    serve.add_argument("--shard", metavar="I/N", help="run only the cameras that hash to shard I of N, or "
+                       "ordinal/N for I from the host name's -<number> (default: server.shard)")
     serve.set_defaults(run=_serve)
 
     anonymize = commands.add_parser("anonymize", help="anonymize images, folders of images and video files")
@@ -119,6 +122,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             )
             return 2
         log.warning("no users (auth.users_file): anyone who can reach %s:%d watches every camera", host, port)
+    if args.shard is not None:
+        server = {**settings.server.model_dump(), "shard": args.shard}
+        try:
+            settings = Settings.model_validate({**settings.model_dump(), "server": server})
+        except ValidationError as exc:
+            problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            print(f"streamer: --shard (server.shard): {problem}", file=sys.stderr)
+            return 2
     tls = {"ssl_certfile": settings.server.tls_cert, "ssl_keyfile": settings.server.tls_key} if settings.server.tls_cert else {}
     uvicorn.run(
         create_app(settings), host=host, port=port, log_level=settings.server.log_level,

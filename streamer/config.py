@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 from pydantic_settings.exceptions import SettingsError
 
 from .redact import redact
+from .shards import parse_shard
 
 ENV_PREFIX = "STREAMER_"
 ENV_NESTING = "__"
@@ -152,6 +153,36 @@ class ServerSettings(Strict):
     )
     cors_origins: tuple[str, ...] = Field((), description="origins allowed to call the API from a browser; empty = same origin only")
     log_level: str = "info"
+    shard: str = Field(
+        "", description="I/N: run only the cameras whose names hash to shard I of N (streamer.shards); "
+        "ordinal/N: I is the host name's trailing -<number> (a StatefulSet pod's ordinal); empty: every camera",
+    )
+    shard_url: str = Field(
+        "", description="the URL of the server of shard {shard}, for GET /api/shards; empty: not given "
+        "(e.g. http://streamer-cameras-{shard}.streamer-cameras:8000)",
+    )
+
+    @field_validator("shard")
+    @classmethod
+    def _known_shard(cls, text: str) -> str:
+        if not text:
+            return text
+        index, count = parse_shard(text)
+        return f"{index}/{count}"  # ordinal/N resolved here, once
+
+    @field_validator("shard_url")
+    @classmethod
+    def _url_template(cls, template: str) -> str:
+        try:
+            template.format(shard=0)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"{template!r}: only {{shard}} may be filled in ({exc!r})") from None
+        return template
+
+    @property
+    def shards(self) -> tuple[int, int]:
+        """(I, N): this server's shard and the number of shards; (0, 1) when not sharded."""
+        return parse_shard(self.shard) if self.shard else (0, 1)
 
     @model_validator(mode="after")
     def _tls_pair(self) -> "ServerSettings":

@@ -17,10 +17,15 @@ from .faces.detectors import create_detector
 from .http.app import build_app
 from .live.cameras import Cameras
 from .live.pipeline import CameraPipeline
+from .shards import camera_map
 
 
 def create_app(settings: Settings) -> FastAPI:
-    cameras = Cameras(
+    """The app; with ``server.shard`` set it runs only the cameras of that shard (``streamer.shards``)."""
+    placed = camera_map(settings)
+    local = {p.name for p in placed if p.local}
+    elsewhere = {p.name: f"shard {p.shard}" + (f", {p.url}" if p.url else "") for p in placed if not p.local}
+    pipelines = (
         CameraPipeline(
             camera,
             settings.pipeline,
@@ -29,6 +34,6 @@ def create_app(settings: Settings) -> FastAPI:
             settings.pipeline.detector.threshold,
         )
         for camera in settings.cameras
-        if camera.enabled
+        if camera.name in local
     )
-    return build_app(settings, cameras)
+    return build_app(settings, Cameras(pipelines, elsewhere))

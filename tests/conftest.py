@@ -77,11 +77,13 @@ class Server:
 
     Its output goes to ``log`` or a temporary file, not a pipe: a pipe nobody reads fills up with
     log lines and then blocks the server. ``root`` runs another source tree (say an older version
-    a benchmark compares with).
+    a benchmark compares with); ``port`` starts it on a given port (say again after a crash).
     """
 
-    def __init__(self, env: dict[str, str], args: list[str], root: Path = ROOT, log: Path | None = None) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], args: list[str], root: Path = ROOT, log: Path | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "streamer", "serve", "--port", str(self.port), *args]
         self._log = log.open("w+b") if log else tempfile.TemporaryFile()

@@ -101,7 +101,7 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
 
     app.include_router(access.routes(settings.server.body_timeout_s))
     app.include_router(still_routes(settings, pool, admission, access))
-    app.include_router(camera_routes(cameras, peers, access, viewings))
+    app.include_router(camera_routes(cameras, peers, settings, access, viewings))
     app.include_router(webrtc_routes(cameras, peers, access, viewings, settings.server.body_timeout_s))
     if WEB_DIR.is_dir():  # the browser UI; last, so that it never shadows an API route
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")

@@ -1,4 +1,5 @@
-"""HTTP routes for live cameras: status, MJPEG streams, snapshots, and Prometheus metrics.
+"""HTTP routes for live cameras: status, where each runs (shards), MJPEG streams, snapshots, and
+Prometheus metrics.
 
 Every route that shows a camera depends on ``Access.camera_caller`` (401 without a login, 403 for
 a camera not granted); the list shows only the cameras the caller may watch, and the camera's
@@ -14,10 +15,12 @@ from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field
 
+from ..config import Settings
 from ..live.cameras import Camera, Cameras
 from ..live.hub import JPEG_HEIGHTS
 from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
 from ..outputs.webrtc import WebRtcPeers
+from ..shards import camera_map
 from ..users import Role
 from .audit import audit
 from .auth import Access, Caller
@@ -70,10 +73,32 @@ class CameraStatus(BaseModel):
     detector: str = Field(description="ok, starting, stalled: ... or failing: ...")
     webrtc_sessions: int
     webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers, by codec")
+    shard: int = Field(description="the shard that runs this camera: this server's (server.shard; 0 unsharded)")
 
 
-def camera_routes(cameras: Cameras, peers: WebRtcPeers, access: Access, viewings: Viewings) -> APIRouter:
+class CameraPlacement(BaseModel):
+    name: str
+    shard: int = Field(description="the shard whose server runs this camera")
+    local: bool = Field(description="this server runs it")
+    url: str | None = Field(description="that server's URL (server.shard_url); null when not configured")
+
+
+class ShardMap(BaseModel):
+    """What ``GET /api/shards`` says: where every configured camera runs."""
+
+    shard: int = Field(description="this server's shard")
+    shards: int = Field(description="how many shards the cameras are spread over")
+    cameras: list[CameraPlacement]
+
+
+def camera_routes(
+    cameras: Cameras, peers: WebRtcPeers, settings: Settings, access: Access, viewings: Viewings
+) -> APIRouter:
     router = APIRouter(responses={401: {"description": "not logged in"}, 403: {"description": "camera not granted"}})
+    index, count = settings.server.shards
+    shard_map = ShardMap(
+        shard=index, shards=count, cameras=[CameraPlacement(**vars(placement)) for placement in camera_map(settings)]
+    )
 
     def status(pipeline: Camera, caller: Caller) -> CameraStatus:
         encoders = peers.encoders(pipeline.name)
@@ -83,11 +108,17 @@ def camera_routes(cameras: Cameras, peers: WebRtcPeers, access: Access, viewings
             # encoders with viewers; an idle one has stopped its thread
             webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames, keyframes=e.keyframes)
                              for e in encoders if e.viewers},
+            shard=index,
         )
 
     @router.get("/api/cameras", summary="The cameras you may watch, with state, rates, drops and last error")
     async def list_cameras(caller: Caller = Depends(access.caller)) -> list[CameraStatus]:
         return [status(pipeline, caller) for pipeline in cameras if caller.user.sees(pipeline.name)]
+
+    @router.get("/api/shards", summary="Where every configured camera runs: its shard and that server's URL",
+                dependencies=[Depends(access.all_cameras_caller)])
+    async def shards() -> ShardMap:
+        return shard_map
 
     @router.get("/api/cameras/{name}", summary="One camera's status", responses={404: {}})
     async def camera(name: str, caller: Caller = Depends(access.camera_caller)) -> CameraStatus:

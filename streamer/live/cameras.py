@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from enum import Enum
-from typing import Iterable, Iterator, Protocol
+from typing import Iterable, Iterator, Mapping, Protocol
 
 from .hub import FrameHub
 
@@ -37,8 +37,10 @@ class Camera(Protocol):
 
 
 class Cameras:
-    def __init__(self, cameras: Iterable[Camera]) -> None:
+    def __init__(self, cameras: Iterable[Camera], elsewhere: Mapping[str, str] | None = None) -> None:
+        """``elsewhere``: where the cameras that other servers run are, by name (said in the 404)."""
         self._pipelines = {camera.name: camera for camera in cameras}
+        self._elsewhere = dict(elsewhere or {})
 
     def __iter__(self) -> Iterator[Camera]:
         return iter(self._pipelines.values())
@@ -48,7 +50,8 @@ class Cameras:
         try:
             return self._pipelines[name]
         except KeyError:
-            raise CameraNotFound(f"no camera named {name!r}") from None
+            where = self._elsewhere.get(name)
+            raise CameraNotFound(f"camera {name!r} runs on {where}" if where else f"no camera named {name!r}") from None
 
     def start(self) -> None:
         for pipeline in self._pipelines.values():
