@@ -29,6 +29,8 @@ from .users import Role, User, Users, UsersError, hash_password, new_api_key, re
 
 log = logging.getLogger("streamer")
 
+MAX_REQUEST_HEAD = 64 * 1024  # bytes of request line and headers
+
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
@@ -136,6 +138,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_graceful_shutdown=settings.server.shutdown_grace_s, **tls,
         # uvicorn would believe X-Forwarded-For from any local client; auth.trusted_proxies decides instead
         proxy_headers=False,
+        # h11 bounds a request's head (httptools took 20 MB of headers); a larger one gets 431
+        http="h11", h11_max_incomplete_event_size=MAX_REQUEST_HEAD,
     )
     return 0
 

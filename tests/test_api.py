@@ -2,6 +2,8 @@
 
 import asyncio
 import io
+import socket
+import struct
 
 import cv2
 import httpx
@@ -105,6 +107,19 @@ def test_exif_and_gps_are_stripped(server, photo):
     assert b"SecretCam" not in reply.content and b"Exif" not in reply.content
 
 
+def webp_header(width: int, height: int) -> bytes:
+    """A WebP file that is only a VP8X header announcing a canvas of ``width`` x ``height``."""
+    vp8x = b"VP8X" + struct.pack("<I", 10) + bytes(4) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    return b"RIFF" + struct.pack("<I", 4 + len(vp8x)) + b"WEBP" + vp8x
+
+
+def animated(fmt: str) -> bytes:
+    frames = [Image.new("RGB", (64, 64), colour) for colour in ("red", "blue")]
+    out = io.BytesIO()
+    frames[0].save(out, fmt, save_all=True, append_images=frames[1:])
+    return out.getvalue()
+
+
 BAD_INPUTS = {
     "empty body": (b"", "image/jpeg", 400),
     "not an image": (b"hello, world" * 10, "image/jpeg", 400),
@@ -114,6 +129,12 @@ BAD_INPUTS = {
     "no content type": (b"hello", "", 415),
     "over the byte limit": (b"\xff\xd8\xff" + b"\x00" * 3_100_000, "image/jpeg", 413),
     "decompression bomb": (png_bomb(50000, 50000), "image/png", 413),
+    "webp header of 50000x50000": (webp_header(50000, 50000), "image/webp", 413),
+    "animated webp": (animated("WEBP"), "image/webp", 415),
+    "animated png": (animated("PNG"), "image/png", 415),
+    "multipart without its end": (b"--b0\r\nContent-Disposition: form-data; name=file\r\n\r\n\xff\xd8\xff",
+                                  "multipart/form-data; boundary=b0", 400),
+    "multipart of garbage": (b"\x00\xff" * 500, "multipart/form-data; boundary=b0", 400),
 }
 
 
@@ -125,6 +146,31 @@ def test_bad_input_gets_its_status_and_a_json_reason(server, name, endpoint):
     assert reply.status_code == status
     assert reply.headers["content-type"] == "application/json"
     assert reply.json()["error"] and reply.json()["detail"]
+
+
+def test_cmyk_jpeg_comes_back_as_rgb_and_a_polyglot_loses_its_payload(server):
+    cmyk = io.BytesIO()
+    Image.new("CMYK", (96, 64), (0, 255, 255, 0)).save(cmyk, "JPEG")  # red, in CMYK
+    reply = httpx.post(server.url + "/v1/anonymize", content=cmyk.getvalue(), headers={"content-type": "image/jpeg"})
+    assert reply.status_code == 200
+    out = Image.open(io.BytesIO(reply.content))
+    assert out.mode == "RGB" and out.getpixel((48, 32))[0] > 200 > out.getpixel((48, 32))[1] + 100
+
+    jpeg = io.BytesIO()
+    Image.new("RGB", (96, 64), "white").save(jpeg, "JPEG")
+    polyglot = jpeg.getvalue() + b"<html><script>alert(document.cookie)</script></html>"
+    reply = httpx.post(server.url + "/v1/anonymize", content=polyglot, headers={"content-type": "image/jpeg"})
+    assert reply.status_code == 200 and b"<script>" not in reply.content  # re-encoded: nothing rides along
+    assert reply.headers["content-type"] == "image/jpeg" and reply.headers["x-content-type-options"] == "nosniff"
+
+
+def test_oversized_request_headers_are_refused_and_the_server_goes_on(server):
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:  # 20 MB of headers used to be read whole
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+        sock.settimeout(10)
+        assert sock.recv(64).startswith(b"HTTP/1.1 400 ")
+    assert httpx.get(server.url + "/healthz").status_code == 200
 
 
 def test_multipart_problems_are_explained(server, photo):

@@ -206,3 +206,18 @@ def test_sigterm_ends_open_streams_after_the_grace_period(start_server):
         assert time.monotonic() - started < 8
     finally:
         watching.close()
+
+
+@pytest.mark.parametrize("body, content_type, status", [
+    (b"v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 \xff\xfe\r\n" + b"a=garbage\r\n" * 50, "application/sdp", 400),
+    (b"m=video" + bytes(range(256)) * 8, "application/sdp", 400),
+    (b"no video here", "application/sdp", 400),
+    (b"<sdp/>", "application/xml", 415),
+])
+def test_sdp_garbage_gets_a_json_4xx_and_the_server_goes_on(webrtc_server, body, content_type, status):
+    reply = httpx.post(f"{webrtc_server.url}/api/cameras/cam/whep", content=body, headers={"content-type": content_type})
+    assert reply.status_code == status and reply.json()["error"]
+    bad_json = httpx.post(f"{webrtc_server.url}/api/cameras/cam/offer", content=b"{not json",
+                          headers={"content-type": "application/json"})
+    assert bad_json.status_code == 422 and bad_json.json()["error"] == "webrtc"
+    assert camera(webrtc_server)["state"] == "streaming"

@@ -89,6 +89,8 @@ def decode(data: bytes, limits: ImageSettings) -> tuple[np.ndarray, str]:
         raise ImageTooLarge(f"the image is {width}x{height} pixels; the limit is {limits.max_pixels} pixels")
     if width == 0 or height == 0:
         raise ImageError("the image has no pixels")
+    if getattr(header, "n_frames", 1) > 1:  # APNG, animated WebP: the other frames would be lost
+        raise UnsupportedImage("animated images are not supported: send one frame, or the frames as a video file")
     try:
         if fmt == "jpeg" and header.mode in ("RGB", "L"):
             pixels = _orient(simplejpeg.decode_jpeg(data, colorspace="RGB"), header)
