@@ -5,6 +5,7 @@ holds what the Dockerfile copies and little else. (tests/test_scaling.py runs th
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -17,10 +18,12 @@ import yaml
 from conftest import ROOT
 from streamer.config import load_settings
 from streamer.shards import camera_map
+from streamer.users import read_users
 
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "k8s"
 CONTEXT_LIMIT = 5 * 1024 * 1024
+FILES = ("STREAMER_CONFIG", "STREAMER_AUTH__USERS_FILE")  # the variables that name a mounted file
 
 
 def kustomization() -> dict:
@@ -36,11 +39,32 @@ def manifest(kind: str, name: str) -> dict:
     return found
 
 
-def generated_from(section: str, name: str, key: str) -> Path:
-    """The file from which the kustomization's ``section`` (configMapGenerator, secretGenerator) makes ``name``'s ``key``."""
+def generated_files(section: str, name: str) -> dict[str, Path]:
+    """The files from which the kustomization's ``section`` (configMapGenerator, secretGenerator)
+    makes ``name``, by the key each becomes."""
     (generator,) = [g for g in kustomization()[section] if g["name"] == name]
-    (source,) = [f for f in generator["files"] if Path(f).name == key]
-    return K8S / source
+    return {Path(f).name: K8S / f for f in generator["files"]}
+
+
+def generated_from(section: str, name: str, key: str) -> Path:
+    return generated_files(section, name)[key]
+
+
+def mounted_file(workload: dict, path: str) -> Path:
+    """The generator's file that the cluster mounts at ``path`` in the workload's container,
+    through a projected volume of ConfigMaps and Secrets."""
+    spec = workload["spec"]["template"]["spec"]
+    folder, key = path.rsplit("/", 1)
+    (mount,) = [m for m in spec["containers"][0]["volumeMounts"] if m["mountPath"] == folder]
+    (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    sections = {"configMap": "configMapGenerator", "secret": "secretGenerator"}
+    (found,) = [
+        files[key]
+        for source in volume["projected"]["sources"]
+        for kind, ref in source.items()
+        if key in (files := generated_files(sections[kind], ref["name"]))
+    ]
+    return found
 
 
 def container_env(workload: dict) -> dict:
@@ -73,17 +97,17 @@ def test_a_pod_loads_its_settings_as_the_cluster_gives_them(monkeypatch: pytest.
     replicas = shards["spec"]["replicas"]
     env = container_env(shards)
     assert env["STREAMER_SERVER__SHARD"] == f"ordinal/{replicas}"
-    # The ConfigMap is mounted where STREAMER_CONFIG points; here it is read from its source file.
-    (mount,) = shards["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-    folder, key = env.pop("STREAMER_CONFIG").rsplit("/", 1)
-    assert folder == mount["mountPath"]
-    monkeypatch.setenv("STREAMER_CONFIG", str(generated_from("configMapGenerator", "streamer-settings", key)))
+    # The ConfigMap and the users Secret are mounted where STREAMER_CONFIG and STREAMER_AUTH__USERS_FILE
+    # point; here they are read from their source files.
+    for variable in FILES:
+        monkeypatch.setenv(variable, str(mounted_file(shards, env.pop(variable))))
     for ordinal in range(replicas):
         pod = f"{shards['metadata']['name']}-{ordinal}"
         monkeypatch.setattr(socket, "gethostname", lambda: pod)  # a StatefulSet pod's host name is its name
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         settings = load_settings()
+        assert read_users(Path(settings.auth.users_file)) == (), "the shipped users file has no users"
         assert settings.server.shards == (ordinal, replicas)
         assert settings.server.shard_url.format(shard=ordinal).startswith(f"http://{pod}.{service['metadata']['name']}:")
         assert any(placement.local for placement in camera_map(settings)), f"{pod} runs none of the example cameras"
@@ -91,7 +115,12 @@ def test_a_pod_loads_its_settings_as_the_cluster_gives_them(monkeypatch: pytest.
     for name in env:
         monkeypatch.delenv(name)
     stills = manifest("Deployment", "streamer-stills")
+    env = container_env(stills)
+    for variable in FILES:
+        monkeypatch.setenv(variable, str(mounted_file(stills, env.pop(variable))))
+    assert not env
     settings = load_settings()
+    assert read_users(Path(settings.auth.users_file)) == ()
     (container,) = stills["spec"]["template"]["spec"]["containers"]
     assert "--no-cameras" in container["args"]
     # One worker thread per CPU the pod asks for: a container sees every core of its node.
@@ -105,7 +134,10 @@ def test_the_workloads_probe_and_are_scraped():
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
         assert template["metadata"]["annotations"]["prometheus.io/path"] == "/metrics"
-        assert template["spec"]["volumes"][0]["configMap"]["name"] == "streamer-settings"
+        (volume,) = template["spec"]["volumes"]
+        assert volume["projected"]["sources"] == [
+            {"configMap": {"name": "streamer-settings"}}, {"secret": {"name": "streamer-users"}}
+        ]
     assert manifest("HorizontalPodAutoscaler", "streamer-stills")["spec"]["scaleTargetRef"]["name"] == "streamer-stills"
 
 
@@ -129,6 +161,27 @@ def test_compose_nginx_and_prometheus_name_the_same_workers():
     assert jobs == {
         "streamer-stills": [f"{s}:8000" for s in stills], "streamer-cameras": sorted(f"{s}:8000" for s in shards)
     }
+
+
+def test_compose_workers_read_the_users_and_believe_only_nginx():
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    services = compose["services"]
+    nginx = services["nginx"]["networks"]["default"]["ipv4_address"]
+    (subnet,) = compose["networks"]["default"]["ipam"]["config"]
+    assert ipaddress.ip_address(nginx) in ipaddress.ip_network(subnet["subnet"])
+    workers = {name: s for name, s in services.items() if s.get("command", [""])[0] == "streamer"}
+    assert len(workers) >= 4
+    for name, service in workers.items():
+        env = service["environment"]
+        mounts = {target: source for source, target in (v.removesuffix(":ro").split(":") for v in service["volumes"])}
+        folder, _ = env["STREAMER_AUTH__USERS_FILE"].rsplit("/", 1)
+        assert mounts[folder] == "./users", name  # the folder, so that a rewritten file reaches the worker
+        behind_nginx = service["command"][-1] == "--no-cameras"
+        assert yaml.safe_load(env.get("STREAMER_AUTH__TRUSTED_PROXIES", "[]")) == ([nginx] if behind_nginx else []), name
+    prometheus = services["prometheus"]["volumes"]
+    for job in yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())["scrape_configs"]:
+        key = job["authorization"]["credentials_file"]  # relative: beside prometheus.yml
+        assert f"./prometheus/{key}:/etc/prometheus/{key}:ro" in prometheus
 
 
 def test_every_compose_camera_worker_has_cameras(monkeypatch: pytest.MonkeyPatch):

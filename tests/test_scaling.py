@@ -250,6 +250,7 @@ class Prometheus:
             job["static_configs"] = [{"targets": targets[job["job_name"]]}]
         self.config = folder / "prometheus.yml"
         self.config.write_text(yaml.safe_dump(config))
+        (folder / "api-key").write_text("sk_unused\n")  # credentials_file, beside the config; these workers have no users
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log = (folder / "prometheus.log").open("wb")
         self.process = subprocess.Popen(
@@ -278,7 +279,8 @@ def promtool(*args: str, stdin: str | None = None) -> None:
 def test_prometheus_scrapes_every_worker_and_the_dashboard_queries_run(stills: Workers, cameras: Workers, tmp_path: Path):
     metrics = httpx.get(cameras.servers[0].url + "/metrics", timeout=5).text
     promtool("check", "metrics", stdin=metrics)
-    promtool("check", "config", str(DEPLOY / "prometheus" / "prometheus.yml"))
+    # --syntax-only: the shipped config's api-key is made by whoever deploys it (deploy/compose.yaml)
+    promtool("check", "config", "--syntax-only", str(DEPLOY / "prometheus" / "prometheus.yml"))
 
     targets = {
         "streamer-stills": [server.url.removeprefix("http://") for server in stills.servers],
