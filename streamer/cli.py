@@ -25,7 +25,7 @@ from .stills.job import anonymize_image, detect_image
 from .stills.video import EXTENSIONS as VIDEO_EXTENSIONS
 from .stills.video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
 from .stills.workers import Stop, WorkerPool, cpu_count
-from .users import Role, User, Users, UsersError, hash_password, new_api_key, read_users, write_users
+from .users import Role, User, Users, UsersError, UsersFile, hash_password, new_api_key, read_users, write_users
 
 log = logging.getLogger("streamer")
 
@@ -151,7 +151,8 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
         print("streamer: which users file? Give --file FILE or set auth.users_file", file=sys.stderr)
         return 2
     try:
-        users = list(read_users(path)) if path.exists() else []
+        content = read_users(path) if path.exists() else UsersFile()
+        users = list(content.users)
         by_name = {user.name: user for user in users}
         if args.action == "list":
             for user in users:
@@ -179,7 +180,7 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
             print(key)
         else:  # remove
             del by_name[args.name]
-        write_users(path, tuple(by_name.values()))
+        write_users(path, content.model_copy(update={"users": tuple(by_name.values())}))
     except (UsersError, ValueError) as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return 2

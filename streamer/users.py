@@ -54,10 +54,13 @@ class User(BaseModel):
         return self.role is Role.admin or EVERY_CAMERA in self.cameras
 
 
-class _UsersFile(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class UsersFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     users: tuple[User, ...] = ()
+    session_key: str = Field(
+        "", description="base64 key that signs login tokens, so that every server reading this file accepts them"
+    )
 
 
 class UsersError(ConfigError):
@@ -99,22 +102,26 @@ def api_key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def read_users(path: Path) -> tuple[User, ...]:
+def read_users(path: Path) -> UsersFile:
     data = read_mapping(path, "users file")
     try:
-        users = _UsersFile.model_validate(data).users
+        content = UsersFile.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise UsersError(f"users file {path}: {problems}") from None
-    names = [user.name for user in users]
+    names = [user.name for user in content.users]
     if len(set(names)) != len(names):
         raise UsersError(f"users file {path}: a user name appears twice")
-    return users
+    return content
 
 
-def write_users(path: Path, users: tuple[User, ...]) -> None:
-    """Replace the file at once (never half-written), readable by its owner only."""
-    data = {"users": [user.model_dump(mode="json", exclude_defaults=True) for user in users]}
+def write_users(path: Path, content: UsersFile) -> None:
+    """Replace the file at once (never half-written), readable by its owner only; a file without
+    a session key gets one."""
+    data = {
+        "session_key": content.session_key or _b64(os.urandom(32)),
+        "users": [user.model_dump(mode="json", exclude_defaults=True) for user in content.users],
+    }
     temporary = path.with_name(f".{path.name}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
@@ -131,6 +138,7 @@ class Users:
         self._stamp: tuple[int, int] | None = None
         self._by_name: dict[str, User] = {}
         self._by_key: dict[str, User] = {}
+        self._session_key = b""
         self._refresh()
 
     def __bool__(self) -> bool:
@@ -146,6 +154,12 @@ class Users:
         stored = user.password if user is not None and user.password else _decoy()
         matches = password_matches(password, stored)
         return user if matches and user is not None and user.password else None
+
+    @property
+    def session_key(self) -> bytes:
+        """The key that signs login tokens (the file's; without one, this process's own)."""
+        self._refresh()
+        return self._session_key
 
     def by_api_key(self, key: str) -> User | None:
         if not key.startswith(_API_KEY_PREFIX):
@@ -168,15 +182,23 @@ class Users:
             if stamp == self._stamp:
                 return
             try:
-                users = read_users(self.path)
+                content = read_users(self.path)
             except UsersError as exc:
                 if self._stamp is None:
                     raise
                 log.error("%s; keeping the users read before", exc)
                 self._stamp = stamp
                 return
-            self._by_name = {user.name: user for user in users}
-            self._by_key = {key: user for user in users for key in user.api_keys}
+            self._by_name = {user.name: user for user in content.users}
+            self._by_key = {key: user for user in content.users for key in user.api_keys}
+            if content.session_key:
+                self._session_key = _unb64(content.session_key)
+            elif not self._session_key:
+                log.warning(
+                    "users file %s has no session_key: logins work on this process only (any `streamer users` "
+                    "command adds one)", self.path,
+                )
+                self._session_key = os.urandom(32)
             self._stamp = stamp
 
 

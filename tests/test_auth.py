@@ -152,6 +152,17 @@ def test_login_cookie_is_httponly_and_strict_and_logout_ends_it(server):
     assert httpx.get(server.url + "/api/me", headers=headers).status_code == 401
 
 
+def test_a_login_works_on_every_server_of_the_users_file_and_ends_with_a_password_change(start_server, site, tmp_path):
+    users = tmp_path / "users.yaml"
+    users.write_bytes(site["users"].read_bytes())
+    one, other = (start_server({"STREAMER_AUTH__USERS_FILE": str(users)}) for _ in range(2))
+    bearer = {"Authorization": f"Bearer {login(one, 'bob').json()['token']}"}
+    assert httpx.get(other.url + "/api/me", headers=bearer).json()["user"] == "bob"  # no sticky sessions needed
+    users_cli(users, "add", "bob", "--cameras", "door", "--password-stdin", password="a-new-password\n")
+    assert httpx.get(other.url + "/api/me", headers=bearer).status_code == 401
+    assert httpx.get(one.url + "/api/me", headers=bearer).status_code == 401
+
+
 def test_failed_logins_are_limited_per_address_and_a_forged_forwarded_for_does_not_help(start_server, site):
     srv = start_server({"STREAMER_AUTH__USERS_FILE": str(site["users"]), "STREAMER_AUTH__LOGIN_FAILURES": "3"})
     statuses = [login(srv, "bob", f"guess-{n}", headers={"X-Forwarded-For": f"203.0.113.{n}"}).status_code

@@ -2,8 +2,8 @@
 
 A browser logs in at ``POST /api/login`` and gets a session cookie (HttpOnly, SameSite=Strict,
 Secure over HTTPS); a program sends ``Authorization: Bearer`` with the token that login answers
-or with an API key made by ``streamer users key``. Sessions live in memory: a restart logs
-everyone out. Failed logins are limited per client address; a client's address is taken from
+or with an API key made by ``streamer users key``. Tokens are signed with the users file's
+session key, so every server that reads the file accepts them (behind a load balancer too). Failed logins are limited per client address; a client's address is taken from
 ``X-Forwarded-For`` only when the connection comes from one of ``auth.trusted_proxies``.
 
 Without users (``auth.users_file`` empty; the server then listens on loopback only) everyone is
@@ -13,7 +13,11 @@ an admin, as in the demo.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import ipaddress
+import json
 import secrets
 import time
 from collections import deque
@@ -30,7 +34,8 @@ from .bodies import read_body
 
 COOKIE = "streamer_session"
 _LOGIN_BYTES = 4096
-_MAX_SESSIONS = 10_000  # logins held at once; the oldest go first
+_TOKEN_PREFIX = "s1."
+_MAX_REVOKED = 100_000  # logged-out tokens remembered until they expire
 _NOBODY = User(name="anonymous", role=Role.admin)  # everyone, on a server without users
 
 
@@ -55,30 +60,57 @@ class Login(BaseModel):
     password: str = Field(max_length=1024)
 
 
-class _Sessions:
-    """Login tokens (cookie or bearer) to user names, each until it expires or is logged out."""
+class _Tokens:
+    """Login tokens that every server reading the same users file accepts, with no shared store:
+    the user's name, the expiry and a fingerprint of the user's password hash, signed (HMAC-SHA256)
+    with the file's session key. Changing a user's password ends their logins everywhere; logging
+    out ends a token on the server that was told (others accept it until it expires)."""
 
-    def __init__(self, ttl_s: float) -> None:
+    def __init__(self, users: Users, ttl_s: float) -> None:
+        self._users = users
         self.ttl_s = ttl_s
-        self._by_token: dict[str, tuple[str, float]] = {}
+        self._revoked: dict[str, float] = {}  # token -> its expiry
 
-    def start(self, name: str) -> str:
-        now = time.monotonic()
-        self._by_token = {t: s for t, s in self._by_token.items() if s[1] > now}
-        while len(self._by_token) >= _MAX_SESSIONS:
-            del self._by_token[next(iter(self._by_token))]
-        token = secrets.token_urlsafe(32)
-        self._by_token[token] = (name, now + self.ttl_s)
-        return token
+    def issue(self, user: User) -> str:
+        claims = {"u": user.name, "e": int(time.time() + self.ttl_s), "p": _fingerprint(user), "n": secrets.token_hex(8)}
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{_TOKEN_PREFIX}{payload}.{self._sign(payload)}"
 
-    def user_name(self, token: str) -> str | None:
-        session = self._by_token.get(token)
-        if session is None or session[1] <= time.monotonic():
+    def user(self, token: str) -> User | None:
+        if not token.startswith(_TOKEN_PREFIX) or token in self._revoked:
             return None
-        return session[0]
+        payload, _, signature = token[len(_TOKEN_PREFIX):].partition(".")
+        if not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        try:
+            claims = json.loads(_unb64(payload))
+        except ValueError:
+            return None
+        user = self._users.get(claims.get("u", ""))
+        if user is None or claims.get("e", 0) <= time.time() or claims.get("p") != _fingerprint(user):
+            return None
+        return user
 
-    def end(self, token: str) -> None:
-        self._by_token.pop(token, None)
+    def revoke(self, token: str) -> None:
+        now = time.time()
+        self._revoked = {t: e for t, e in self._revoked.items() if e > now}
+        if len(self._revoked) < _MAX_REVOKED:
+            self._revoked[token] = now + self.ttl_s
+
+    def _sign(self, payload: str) -> str:
+        return _b64(hmac.new(self._users.session_key, payload.encode(), hashlib.sha256).digest())
+
+
+def _fingerprint(user: User) -> str:
+    return hashlib.sha256(user.password.encode()).hexdigest()[:16]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class _LoginLimiter:
@@ -110,7 +142,8 @@ class Access:
 
     def __init__(self, settings: AuthSettings, users: Users | None) -> None:
         self.users = users
-        self._sessions = _Sessions(settings.session_ttl_s)
+        self._tokens = _Tokens(users, settings.session_ttl_s) if users is not None else None
+        self._ttl_s = settings.session_ttl_s
         self._limiter = _LoginLimiter(settings.login_failures, settings.login_window_s)
         self._proxies = [ipaddress.ip_network(proxy, strict=False) for proxy in settings.trusted_proxies]
 
@@ -163,16 +196,12 @@ class Access:
         scheme, _, credential = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and credential:
             credential = credential.strip()
-            user = self.users.by_api_key(credential)
-            if user is not None:
-                return user
-            return self._session_user(credential)
+            return self.users.by_api_key(credential) or self._token_user(credential)
         token = request.cookies.get(COOKIE)
-        return self._session_user(token) if token else None
+        return self._token_user(token) if token else None
 
-    def _session_user(self, token: str) -> User | None:
-        name = self._sessions.user_name(token)
-        return self.users.get(name) if name is not None and self.users is not None else None
+    def _token_user(self, token: str) -> User | None:
+        return self._tokens.user(token) if self._tokens is not None else None
 
     def _trusted(self, address: str) -> bool:
         try:
@@ -209,9 +238,10 @@ class Access:
                 self._limiter.failed(address)
                 audit("login_failed", user=given.user, address=address)
                 raise AuthError(401, "bad_login", "wrong user name or password")
-            token = self._sessions.start(user.name)
+            assert self._tokens is not None
+            token = self._tokens.issue(user)
             audit("login", user=user.name, role=user.role.value, address=address)
-            ttl = int(self._sessions.ttl_s)
+            ttl = int(self._ttl_s)
             reply = JSONResponse({"user": user.name, "role": user.role.value, "token": token, "expires_in": ttl})
             reply.set_cookie(
                 COOKIE, token, max_age=ttl, httponly=True, samesite="strict", secure=self.https(request), path="/"
@@ -221,11 +251,10 @@ class Access:
         @router.post("/api/logout", summary="Log out: the session's cookie and token stop working", status_code=204)
         async def logout(request: Request) -> Response:
             token = request.cookies.get(COOKIE) or request.headers.get("authorization", "").partition(" ")[2].strip()
-            if token and self.users is not None:
-                name = self._sessions.user_name(token)
-                self._sessions.end(token)
-                if name is not None:
-                    audit("logout", user=name, address=self.address(request))
+            user = self._token_user(token) if token else None
+            if user is not None and self._tokens is not None:
+                self._tokens.revoke(token)
+                audit("logout", user=user.name, address=self.address(request))
             reply = Response(status_code=204)
             reply.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
             return reply
