@@ -19,6 +19,7 @@ from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settin
 from .faces.detection import Detector
 from .faces.detectors import create_detector
 from .heap import keep_freed_buffers
+from .http.audit import append_to, audit
 from .redact import redact
 from .stills.images import EXTENSIONS, ImageError
 from .stills.job import anonymize_image, detect_image
@@ -184,7 +185,9 @@ def _users(args: argparse.Namespace, settings: Settings) -> int:
     except (UsersError, ValueError) as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return 2
-    log.info("users file %s: %s %s", path, args.action, args.name)
+    if settings.auth.audit_log:
+        append_to(settings.auth.audit_log)
+    audit("users_changed", action=args.action, user=args.name, file=str(path), by=getpass.getuser())
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -202,6 +203,18 @@ def test_the_audit_log_says_who_watched_what_and_never_a_password(server, site, 
     assert {"webrtc", "mjpeg"} <= {line["transport"] for line in lines if line["event"] == "stream_started"}
     text = site["audit"].read_text() + server.output()
     assert "not-the-password" not in text and PASSWORDS["bob"] not in text and site["bob_key"] not in text
+
+
+def test_changes_to_users_are_audited_too(tmp_path):
+    log = tmp_path / "audit.log"
+    subprocess.run(
+        [sys.executable, "-m", "streamer", "users", "--file", str(tmp_path / "users.yaml"), "add", "carol",
+         "--password-stdin"], input="carols-password\n", capture_output=True, text=True, check=True, cwd=ROOT,
+        env={**os.environ, "STREAMER_AUTH__AUDIT_LOG": str(log)},
+    )
+    (line,) = [json.loads(text) for text in log.read_text().splitlines()]
+    assert (line["event"], line["action"], line["user"]) == ("users_changed", "add", "carol")
+    assert "carols-password" not in log.read_text()
 
 
 def test_it_refuses_to_listen_beyond_loopback_without_users():
