@@ -40,6 +40,7 @@ from clips import SINGLE_FACE, make_clip  # noqa: E402
 from conftest import FACES_DEV, Server  # noqa: E402
 from machine import cpu  # noqa: E402
 from rtsp import RtspServer  # noqa: E402
+from viewers import jpeg_parts, watch_over_webrtc  # noqa: E402
 from streamer.config import DetectorSettings  # noqa: E402
 from streamer.faces.detectors import create_detector  # noqa: E402
 
@@ -124,66 +125,20 @@ def mjpeg_viewers(url: str, stop: threading.Event, counts: Counts) -> None:
         detector.close()
 
 
-def jpeg_parts(chunks) -> iter:
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        while True:
-            start = buffer.find(b"\xff\xd8")
-            end = buffer.find(b"\xff\xd9", start + 2)
-            if start < 0 or end < 0:
-                break
-            yield buffer[start:end + 2]
-            buffer = buffer[end + 2:]
-
-
 def webrtc_viewers(url: str, stop: threading.Event, counts: Counts) -> None:
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-    from aiortc.mediastreams import MediaStreamError
-
+    """Viewers one after another, each watching a camera over WHEP for 3-10 s."""
     from streamer.outputs.webrtc import use_host_addresses
 
     use_host_addresses(("127.0.0.1",))
     rng = random.Random(2)
-
-    async def watch(camera: str, seconds: float) -> None:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTransceiver("video", direction="recvonly")
-        frames = 0
-
-        @pc.on("track")
-        def on_track(track) -> None:
-            async def pull() -> None:
-                nonlocal frames
-                try:
-                    while True:
-                        await track.recv()
-                        frames += 1
-                except MediaStreamError:  # the session was closed
-                    return
-
-            asyncio.ensure_future(pull())
-
-        await pc.setLocalDescription(await pc.createOffer())
-        async with httpx.AsyncClient(timeout=30) as client:
-            reply = await client.post(f"{url}/api/cameras/{camera}/whep", content=pc.localDescription.sdp,
-                                      headers={"content-type": "application/sdp"})
-            counts.add(requests=1)
-            if reply.status_code != 201:
-                counts.fail(f"whep {camera}: {reply.status_code} {reply.text[:100]}")
-                await pc.close()
-                return
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=reply.text, type="answer"))
-            await asyncio.sleep(seconds)
-            await client.delete(url + reply.headers["location"])
-        await pc.close()
-        counts.add(webrtc_sessions=1, webrtc_frames=frames)
-
     while not stop.is_set():
+        camera = rng.choice(["door", "desk"])
+        counts.add(requests=1)
         try:
-            asyncio.run(watch(rng.choice(["door", "desk"]), rng.uniform(3, 10)))
+            frames = asyncio.run(watch_over_webrtc(f"{url}/api/cameras/{camera}/whep", rng.uniform(3, 10)))
+            counts.add(webrtc_sessions=1, webrtc_frames=frames)
         except Exception as exc:  # noqa: BLE001 - any failure of a session is counted, the soak goes on
-            counts.fail(f"webrtc: {exc!r}")
+            counts.fail(f"webrtc {camera}: {exc!r}")
         stop.wait(1)
 
 

@@ -133,9 +133,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             problem = exc.errors()[0]["msg"].removeprefix("Value error, ")
             print(f"streamer: --shard (server.shard): {problem}", file=sys.stderr)
             return 2
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:  # e.g. a zones file that cannot be read
+        print(f"streamer: {exc}", file=sys.stderr)
+        return 2
     tls = {"ssl_certfile": settings.server.tls_cert, "ssl_keyfile": settings.server.tls_key} if settings.server.tls_cert else {}
     uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=settings.server.log_level,
+        app, host=host, port=port, log_level=settings.server.log_level,
         timeout_graceful_shutdown=settings.server.shutdown_grace_s, **tls,
         # uvicorn would believe X-Forwarded-For from any local client; auth.trusted_proxies decides instead
         proxy_headers=False,

@@ -219,6 +219,22 @@ class FailMode(str, Enum):
     black = "black"
 
 
+class ZoneSettings(Strict):
+    """A privacy zone: a polygon of the camera's picture that every output hides, always."""
+
+    points: tuple[tuple[float, float], ...] = Field(
+        min_length=3, max_length=64, description="corners as [x, y] fractions of the picture's width and height (0..1)"
+    )
+    mode: FailMode = Field(FailMode.black, description="black, or blur (nothing recognisable, light and motion kept)")
+
+    @field_validator("points")
+    @classmethod
+    def _inside_the_picture(cls, points: tuple[tuple[float, float], ...]) -> tuple[tuple[float, float], ...]:
+        if any(not (0.0 <= v <= 1.0) for point in points for v in point):
+            raise ValueError("points are fractions of the picture: x and y from 0 to 1")
+        return points
+
+
 class CameraSettings(Strict):
     """One live source. ``source`` is an ``rtsp://`` URL, a ``/dev/videoN`` device or a video file."""
 
@@ -227,6 +243,9 @@ class CameraSettings(Strict):
     loop: bool = Field(True, description="files only: start again at the end")
     realtime: bool = Field(True, description="files only: pace frames at the file's own rate")
     enabled: bool = True
+    zones: tuple[ZoneSettings, ...] = Field(
+        (), description="privacy zones; an entry for this camera in pipeline.zones_file replaces them"
+    )
 
     @field_validator("source")
     @classmethod
@@ -244,6 +263,10 @@ class PipelineSettings(Strict):
     detect_fps: float = Field(0.0, ge=0.0, description="most detections a second; 0 = as fast as it goes")
     hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
     fail_mode: FailMode = FailMode.blur
+    zones_file: str = Field(
+        "zones.yaml", description="where the privacy zones drawn in the web UI are kept, by camera (relative: to "
+        "the config file's folder, or the working directory when set elsewhere)",
+    )
     open_timeout_s: float = Field(10.0, gt=0.0)
     read_timeout_s: float = Field(5.0, gt=0.0, description="no frame for this long: the source is reopened")
     reconnect_backoff_s: tuple[float, ...] = Field((1, 1, 1, 5, 10, 60), min_length=1)
@@ -337,6 +360,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     """
     chosen = Path(path or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
     data = _read_yaml(chosen)
+    if chosen != DEFAULT_CONFIG and isinstance(data.setdefault("pipeline", {}), dict):
+        # zones drawn in the UI are kept beside the user's config file (the shipped one's: the working directory)
+        data["pipeline"].setdefault("zones_file", str(chosen.parent / "zones.yaml"))
     _check_environment_names()
     try:
         return Settings(**data)
@@ -373,7 +399,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
 
 
 # Settings that name files: a relative path in a config file is read from the file's folder.
-_FILE_KEYS = {"auth": ("users_file", "audit_log"), "server": ("tls_cert", "tls_key")}
+_FILE_KEYS = {"auth": ("users_file", "audit_log"), "server": ("tls_cert", "tls_key"), "pipeline": ("zones_file",)}
 
 
 def _from_folder(entry: Any, key: str, folder: Path) -> Any:

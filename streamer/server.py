@@ -9,6 +9,7 @@ status and hubs of anonymized frames, and imports neither ``live.sources`` nor `
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -18,6 +19,7 @@ from .http.app import build_app
 from .live.cameras import Cameras
 from .live.pipeline import CameraPipeline
 from .shards import camera_map
+from .zones import ZonesFile
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -25,9 +27,10 @@ def create_app(settings: Settings) -> FastAPI:
     placed = camera_map(settings)
     local = {p.name for p in placed if p.local}
     elsewhere = {p.name: f"shard {p.shard}" + (f", {p.url}" if p.url else "") for p in placed if not p.local}
+    drawn = ZonesFile(Path(settings.pipeline.zones_file)).load()  # ConfigError stops the start
     pipelines = (
         CameraPipeline(
-            camera,
+            camera.model_copy(update={"zones": drawn[camera.name]}) if camera.name in drawn else camera,
             settings.pipeline,
             settings.anonymizer,
             partial(create_detector, settings.pipeline.detector),

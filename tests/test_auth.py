@@ -50,6 +50,7 @@ def site(tmp_path_factory) -> dict:
 def server(start_server, site) -> Server:
     return start_server(
         {**LOOPBACK_WEBRTC, "STREAMER_AUTH__USERS_FILE": str(site["users"]),
+         "STREAMER_PIPELINE__ZONES_FILE": str(site["users"].parent / "zones.yaml"),
          "STREAMER_AUTH__AUDIT_LOG": str(site["audit"]), "STREAMER_PIPELINE__DETECTOR__PROFILE": "fast",
          "STREAMER_DETECTOR__PROFILE": "fast"},
         CAMERAS,
@@ -123,6 +124,18 @@ def test_each_camera_route_needs_a_login_and_a_granted_camera(server, tokens, ro
     assert call(server, route, "door", tokens["bob"]) == OK[route]
     assert call(server, route, "door", tokens["bob_bearer"]) == OK[route]
     assert call(server, route, "yard", tokens["alice"]) == OK[route]
+
+
+def test_only_admins_change_privacy_zones_and_the_change_is_audited(server, site, tokens):
+    zones = {"zones": [{"mode": "black", "points": [[0, 0], [0.2, 0], [0.2, 0.2]]}]}
+    url = f"{server.url}/api/cameras/door/zones"
+    assert httpx.put(url, json=zones).status_code == 401
+    assert httpx.put(url, json=zones, headers=tokens["bob"]).status_code == 403
+    assert httpx.get(url, headers=tokens["bob"]).status_code == 200
+    assert httpx.put(url, json=zones, headers=tokens["alice"]).status_code == 200
+    assert httpx.get(url, headers=tokens["bob"]).json() == zones
+    lines = [json.loads(line) for line in site["audit"].read_text().splitlines()]
+    assert any(line["event"] == "zones_changed" and line["user"] == "alice" for line in lines)
 
 
 def test_api_keys_work_for_programs_and_the_list_shows_only_granted_cameras(server, site, tokens):

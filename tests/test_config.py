@@ -87,3 +87,12 @@ def test_unparseable_environment_list_names_the_key(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("STREAMER_WEBRTC__CODECS", "[h264")
     with pytest.raises(ConfigError, match="CODECS: '\\[h264' is not valid YAML"):
         load_settings()
+
+
+def test_drawn_zones_are_kept_beside_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    config = tmp_path / "site" / "streamer.yaml"
+    config.parent.mkdir()
+    config.write_text("server: {port: 8001}\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(config).pipeline.zones_file == str(tmp_path / "site" / "zones.yaml")
+    assert load_settings().pipeline.zones_file == "zones.yaml"  # the shipped config: the working directory

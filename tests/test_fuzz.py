@@ -33,9 +33,10 @@ def sdp_text(_context, value) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def api_schema(start_server):
+def api_schema(start_server, tmp_path_factory):
     server = start_server(
-        {"STREAMER_DETECTOR__PROFILE": "fast", "STREAMER_PIPELINE__DETECTOR__PROFILE": "fast",
+        {"STREAMER_PIPELINE__ZONES_FILE": str(tmp_path_factory.mktemp("fuzz") / "zones.yaml"),
+         "STREAMER_DETECTOR__PROFILE": "fast", "STREAMER_PIPELINE__DETECTOR__PROFILE": "fast",
          "STREAMER_SERVER__WORKERS": "1", "STREAMER_WEBRTC__HOST_ADDRESSES": "[127.0.0.1]",
          "STREAMER_WEBRTC__CONNECT_TIMEOUT_S": "1"},
         ["--camera", "cam=pattern://160x90@5"],

@@ -16,6 +16,7 @@ from imaging import sharpness
 from rtsp import rtsp_servers  # noqa: F401  (fixture)
 from streamer.config import DetectorSettings
 from streamer.faces.detectors import create_detector
+from viewers import jpeg_parts
 
 FAST_RECONNECT = {
     "STREAMER_PIPELINE__RECONNECT_BACKOFF_S": "[0.5, 1]",
@@ -37,19 +38,11 @@ def clips(tmp_path_factory) -> dict:
 def mjpeg_frames(url: str, count: int, timeout: float = 20) -> list[np.ndarray]:
     """Read ``count`` JPEG parts from a multipart/x-mixed-replace stream."""
     frames: list[np.ndarray] = []
-    buffer = b""
     with httpx.stream("GET", url, timeout=timeout) as reply:
         assert reply.status_code == 200
         assert reply.headers["content-type"].startswith("multipart/x-mixed-replace")
-        for chunk in reply.iter_bytes():
-            buffer += chunk
-            while True:
-                start = buffer.find(b"\xff\xd8")
-                end = buffer.find(b"\xff\xd9", start + 2)
-                if start < 0 or end < 0:
-                    break
-                frames.append(np.asarray(Image.open(io.BytesIO(buffer[start : end + 2])).convert("RGB")))
-                buffer = buffer[end + 2 :]
+        for part in jpeg_parts(reply.iter_bytes()):
+            frames.append(np.asarray(Image.open(io.BytesIO(part)).convert("RGB")))
             if len(frames) >= count:
                 return frames
     raise AssertionError(f"the stream ended after {len(frames)} frames")

@@ -26,11 +26,10 @@ import time
 from pathlib import Path
 
 import httpx
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError
 
 from conftest import FACES_DEV, ROOT, free_port, wait_for
 from streamer.outputs.webrtc import use_host_addresses
+from viewers import watch_over_webrtc
 
 use_host_addresses(("127.0.0.1",))  # this test process's aiortc client stays on loopback too
 
@@ -63,37 +62,6 @@ def off_machine(trace: str) -> list[str]:
 def new_files(folders: dict[str, Path]) -> list[str]:
     """Everything inside the watched folders (which started empty), as ``NAME/relative/path``."""
     return sorted(f"{name}/{p.relative_to(folder)}" for name, folder in folders.items() for p in folder.rglob("*"))
-
-
-async def watch_over_webrtc(url: str, seconds: float) -> int:
-    """Watch a camera over WHEP for ``seconds`` with an aiortc client that has no STUN server;
-    answers how many frames arrived."""
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    frames = 0
-
-    @pc.on("track")
-    def on_track(track) -> None:
-        async def pull() -> None:
-            nonlocal frames
-            try:
-                while True:
-                    await track.recv()
-                    frames += 1
-            except MediaStreamError:  # the session ended
-                return
-
-        asyncio.ensure_future(pull())
-
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(timeout=20) as client:
-        reply = await client.post(url, content=pc.localDescription.sdp, headers={"content-type": "application/sdp"})
-        assert reply.status_code == 201, reply.text
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply.text, type="answer"))
-        await asyncio.sleep(seconds)
-        await client.delete(str(httpx.URL(url).join(reply.headers["location"])))
-    await pc.close()
-    return frames
 
 
 def mjpeg_parts(url: str, seconds: float) -> int:

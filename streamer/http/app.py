@@ -21,6 +21,7 @@ from ..live.cameras import Cameras
 from ..outputs.webrtc import WebRtcPeers
 from ..stills.workers import WorkerPool
 from ..users import Users
+from ..zones import ZonesFile
 from .audit import append_to
 from .auth import Access
 from .cameras import camera_routes
@@ -31,6 +32,7 @@ from .stills import STILL_PATHS, still_routes
 from .uploads import Admission, RefuseWhenFull
 from .viewings import Viewings
 from .whep import webrtc_routes
+from .zones import zone_routes
 
 log = logging.getLogger("streamer.api")
 
@@ -103,6 +105,8 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
     app.include_router(still_routes(settings, pool, admission, access))
     app.include_router(camera_routes(cameras, peers, settings, access, viewings))
     app.include_router(webrtc_routes(cameras, peers, access, viewings, settings.server.body_timeout_s))
+    zones_file = ZonesFile(Path(settings.pipeline.zones_file))
+    app.include_router(zone_routes(cameras, zones_file, access, settings.server.body_timeout_s))
     if WEB_DIR.is_dir():  # the browser UI; last, so that it never shadows an API route
         app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     else:

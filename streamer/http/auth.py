@@ -184,6 +184,13 @@ class Access:
             raise AuthError(403, "forbidden", f"user {caller.user.name!r} may not watch camera {name!r}")
         return caller
 
+    def camera_admin(self, request: Request, name: str = Path(description="camera name from the configuration")) -> Caller:
+        """An admin (changes to a camera, such as its privacy zones); 403 for anyone else."""
+        caller = self.camera_caller(request, name)
+        if caller.user.role is not Role.admin:
+            raise AuthError(403, "forbidden", f"only an admin may change camera {name!r}")
+        return caller
+
     def all_cameras_caller(self, request: Request) -> Caller:
         """Someone who may watch every camera (what ``/metrics`` names)."""
         caller = self.caller(request)

@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
+from ..config import ConfigError
 from ..live.cameras import CameraNotFound
 from ..outputs.webrtc import SessionError
 from ..stills.images import ImageError
@@ -50,6 +51,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NoFrameYet)
     async def no_frame_yet(_request: Request, exc: NoFrameYet) -> JSONResponse:
         return error_response(503, "no_frame_yet", str(exc), {"Retry-After": "1"})
+
+    @app.exception_handler(ConfigError)
+    async def file_invalid(_request: Request, exc: ConfigError) -> JSONResponse:
+        # a file the server writes (zones) was broken by hand since the start
+        return error_response(409, "file_invalid", str(exc))
 
     @app.exception_handler(AuthError)
     async def auth_error(_request: Request, exc: AuthError) -> JSONResponse:

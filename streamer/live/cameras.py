@@ -11,6 +11,7 @@ import logging
 from enum import Enum
 from typing import Iterable, Iterator, Mapping, Protocol
 
+from ..config import ZoneSettings
 from .hub import FrameHub
 
 log = logging.getLogger("streamer.cameras")
@@ -30,6 +31,11 @@ class Camera(Protocol):
     def state(self) -> Enum: ...
 
     def status(self) -> dict: ...
+
+    @property
+    def zones(self) -> tuple[ZoneSettings, ...]: ...
+
+    def set_zones(self, zones: tuple[ZoneSettings, ...]) -> None: ...
 
     def start(self) -> None: ...
 

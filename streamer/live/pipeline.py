@@ -29,8 +29,9 @@ from typing import Callable
 
 import numpy as np
 
-from ..config import AnonymizerSettings, CameraSettings, PipelineSettings
+from ..config import AnonymizerSettings, CameraSettings, PipelineSettings, ZoneSettings
 from ..faces.anonymizer import Anonymizer, hide_all
+from ..faces.zones import ZoneMasks
 from ..faces.detection import Detector
 from ..faces.tracking import Tracker
 from . import metrics
@@ -108,6 +109,7 @@ class CameraPipeline:
         self._detector_factory = detector_factory
         self._threshold = threshold
         self._tracker = Tracker(settings.hold_s)
+        self._zones = ZoneMasks(camera.zones)
         self._to_detect: LatestQueue[Frame] = LatestQueue(1)
         # Room for the frames that arrive while the anonymizer waits for detection (60 fps at most).
         self._to_anonymize: LatestQueue[Frame] = LatestQueue(2 + math.ceil(settings.detect_wait_s * 60))
@@ -177,6 +179,14 @@ class CameraPipeline:
     def fps(self) -> dict[str, float]:
         """Frames a second over the last seconds, by stage (capture, detect, output)."""
         return {stage: round(meter.rate(), 1) for stage, meter in self._rates.items()}
+
+    @property
+    def zones(self) -> tuple[ZoneSettings, ...]:
+        return self._zones.zones
+
+    def set_zones(self, zones: tuple[ZoneSettings, ...]) -> None:
+        """Hide these zones from the next frame on (the anonymize stage reads them per frame)."""
+        self._zones = ZoneMasks(zones)
 
     def status(self) -> dict:
         fps = self.fps()
@@ -326,6 +336,7 @@ class CameraPipeline:
             metrics.FAIL_CLOSED.labels(self.name).inc()
         else:
             pixels = self._anonymizer.apply(frame.pixels.copy(), faces)
+        pixels = self._zones.apply(pixels)  # last: a zone is hidden whatever came before
         if self._to_encode.put(_Anonymized(pixels, frame.captured, frame.index, len(faces or ()))):
             metrics.DROPPED.labels(self.name, "encode").inc()
 

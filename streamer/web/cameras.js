@@ -1,5 +1,6 @@
 // Camera grid: live WebRTC video per camera (WHEP), MJPEG when WebRTC fails, stats from the API.
-import { authorized } from "./session.js";
+import { authorized, whoAmI } from "./session.js";
+import { editZones } from "./zones.js";
 
 const grid = document.getElementById("grid");
 const tiles = new Map();
@@ -88,6 +89,9 @@ function addTile(camera) {
   tile.button.addEventListener("click", () => {
     if (tile.transport.dataset.transport === "mjpeg") showWebRtc(tile); else showMjpeg(tile, "chosen");
   });
+  const zonesButton = node.querySelector(".edit-zones");
+  zonesButton.addEventListener("click", () => editZones(camera.name));
+  whoAmI.then((me) => { zonesButton.hidden = !me || me.role !== "admin"; });
   grid.append(node);
   tiles.set(camera.name, tile);
   if (forceMjpeg || !("RTCPeerConnection" in window)) showMjpeg(tile, forceMjpeg ? "chosen" : "no WebRTC");

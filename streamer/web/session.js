@@ -16,10 +16,12 @@ export async function authorized(url, options) {
   return reply;
 }
 
+// Who is logged in ({user, role, cameras, ...}), or null.
+export const whoAmI = fetch("api/me").then((reply) => (reply.ok ? reply.json() : null)).catch(() => null);
+
 async function showUser() {
-  const reply = await fetch("api/me");
-  if (!reply.ok) return;
-  const me = await reply.json();
+  const me = await whoAmI;
+  if (!me) return;
   const link = document.getElementById("logout");
   if (!me.users || !link) return;
   link.textContent = `Log out ${me.user}`;
