@@ -28,7 +28,7 @@ RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
 USER streamer
 ENV STREAMER_SERVER__HOST=0.0.0.0 \
     PYTHONUNBUFFERED=1
-EXPOSE 8000
+EXPOSE 8000 8554
 # /readyz on the port the server listens on: STREAMER_SERVER__PORT if it is set, else 8000.
 HEALTHCHECK --interval=30s --timeout=3s --start-period=30s --retries=3 \
     CMD python -c "import os, sys, urllib.request; port = os.environ.get('STREAMER_SERVER__PORT', '8000'); sys.exit(urllib.request.urlopen(f'http://127.0.0.1:{port}/readyz', timeout=2).status != 200)"

@@ -419,6 +419,7 @@ def run_live(clip: Clip, profile: str, workdir: Path) -> tuple[list[bytes], dict
         # the still-image workers are not used here: one, with the lightest detector
         "STREAMER_SERVER__WORKERS": "1",
         "STREAMER_DETECTOR__PROFILE": "fast",
+        "STREAMER_RTSP__ENABLED": "false",
     }
     command = [_streamer(), "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("wb") as sink:

@@ -300,6 +300,13 @@ class WebRtcSettings(Strict):
         return codecs
 
 
+class RtspSettings(Strict):
+    """The anonymized RTSP feed of every camera, for NVRs: rtsp://HOST:PORT/CAMERA (README, RTSP)."""
+
+    enabled: bool = True
+    port: int = Field(8554, ge=0, le=65535, description="0 = any free port (GET /api/cameras lists the URLs)")
+
+
 class Settings(BaseSettings):
     """Every setting. ``Settings(**file_sections)`` applies the ``STREAMER_*`` environment over them."""
 
@@ -314,6 +321,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     webrtc: WebRtcSettings = WebRtcSettings()
     auth: AuthSettings = AuthSettings()
+    rtsp: RtspSettings = RtspSettings()
     cameras: tuple[CameraSettings, ...] = ()
 
     @model_validator(mode="after")

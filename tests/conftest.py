@@ -86,6 +86,7 @@ class Server:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.command = [sys.executable, "-m", "streamer", "serve", "--port", str(self.port), *args]
+        env = {"STREAMER_RTSP__PORT": "0", **env}  # any free port: several servers run side by side
         self._log = log.open("w+b") if log else tempfile.TemporaryFile()
         if root != ROOT:
             env = {**env, "PYTHONPATH": str(root)}

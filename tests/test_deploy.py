@@ -107,7 +107,7 @@ def test_a_pod_loads_its_settings_as_the_cluster_gives_them(monkeypatch: pytest.
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         settings = load_settings()
-        assert read_users(Path(settings.auth.users_file)) == (), "the shipped users file has no users"
+        assert read_users(Path(settings.auth.users_file)).users == (), "the shipped users file has no users"
         assert settings.server.shards == (ordinal, replicas)
         assert settings.server.shard_url.format(shard=ordinal).startswith(f"http://{pod}.{service['metadata']['name']}:")
         assert any(placement.local for placement in camera_map(settings)), f"{pod} runs none of the example cameras"
@@ -118,9 +118,10 @@ def test_a_pod_loads_its_settings_as_the_cluster_gives_them(monkeypatch: pytest.
     env = container_env(stills)
     for variable in FILES:
         monkeypatch.setenv(variable, str(mounted_file(stills, env.pop(variable))))
-    assert not env
+    assert env == {"STREAMER_RTSP__ENABLED": "false"}  # no cameras, so no RTSP feeds
+    monkeypatch.setenv("STREAMER_RTSP__ENABLED", "false")
     settings = load_settings()
-    assert read_users(Path(settings.auth.users_file)) == ()
+    assert read_users(Path(settings.auth.users_file)).users == () and not settings.rtsp.enabled
     (container,) = stills["spec"]["template"]["spec"]["containers"]
     assert "--no-cameras" in container["args"]
     # One worker thread per CPU the pod asks for: a container sees every core of its node.

@@ -86,6 +86,7 @@ def traced_server(folders: dict[str, Path], trace: Path, log: Path, port: int) -
         "STREAMER_SERVER__WORKERS": "1",
         "STREAMER_DETECTOR__PROFILE": "fast",  # still images on MediaPipe; the camera runs CenterFace
         "STREAMER_WEBRTC__HOST_ADDRESSES": "[127.0.0.1]",
+        "STREAMER_RTSP__PORT": "0",
     }
     command = [
         "strace", "-f", "-qq", "-e", "trace=bind,connect,sendto,sendmsg,sendmmsg", "-o", str(trace),

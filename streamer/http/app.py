@@ -18,6 +18,7 @@ from fastapi_offline import FastAPIOffline
 from .. import __version__
 from ..config import Settings
 from ..live.cameras import Cameras
+from ..outputs.encoders import Encoders
 from ..outputs.webrtc import WebRtcPeers
 from ..stills.workers import WorkerPool
 from ..users import Users
@@ -27,6 +28,7 @@ from .auth import Access
 from .cameras import camera_routes
 from .error_handlers import add_error_handlers
 from .errors import error_response
+from .rtsp import rtsp_server
 from .security import secure
 from .stills import STILL_PATHS, still_routes
 from .uploads import Admission, RefuseWhenFull
@@ -49,10 +51,12 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
     )
 
     admission = Admission(pool, settings.server.max_uploads)
-    peers = WebRtcPeers(settings.webrtc)
+    encoders = Encoders(settings.webrtc)
+    peers = WebRtcPeers(settings.webrtc, encoders)
     users_file = settings.auth.users_file
     access = Access(settings.auth, Users(Path(users_file)) if users_file else None)
     viewings = Viewings(settings.server.max_streams, settings.server.max_streams_per_user)
+    rtsp = rtsp_server(cameras, encoders, access, viewings, settings.server.host, settings.rtsp.port) if settings.rtsp.enabled else None
     if settings.auth.audit_log:
         append_to(settings.auth.audit_log)
 
@@ -60,12 +64,16 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(pool.warm_up)
         cameras.start()
+        if rtsp is not None:
+            await rtsp.start()  # a port in use stops the start, with the reason in the log
         app.state.ready = True
         log.info("ready: %d workers, detector %s", pool.workers, settings.detector.backend)
         try:
             yield
         finally:
             app.state.ready = False
+            if rtsp is not None:
+                await rtsp.stop()
             await peers.close_all()
             await asyncio.to_thread(cameras.stop)
             await asyncio.to_thread(pool.shutdown)
@@ -103,7 +111,7 @@ def build_app(settings: Settings, cameras: Cameras) -> FastAPI:
 
     app.include_router(access.routes(settings.server.body_timeout_s))
     app.include_router(still_routes(settings, pool, admission, access))
-    app.include_router(camera_routes(cameras, peers, settings, access, viewings))
+    app.include_router(camera_routes(cameras, peers, encoders, settings, access, viewings, rtsp))
     app.include_router(webrtc_routes(cameras, peers, access, viewings, settings.server.body_timeout_s))
     zones_file = ZonesFile(Path(settings.pipeline.zones_file))
     app.include_router(zone_routes(cameras, zones_file, access, settings.server.body_timeout_s))

@@ -166,11 +166,26 @@ class Access:
             return request.headers["x-forwarded-proto"].split(",")[0].strip() == "https"
         return request.url.scheme == "https"
 
+    def nobody(self, address: str) -> Caller:
+        """The caller on a server without users: everyone, as an admin."""
+        return Caller(_NOBODY, address)
+
+    def may_try_login(self, address: str) -> None:
+        """Raises 429 while ``address`` has too many failed logins."""
+        wait = self._limiter.retry_after(address)
+        if wait is not None:
+            raise AuthError(429, "too_many_logins", f"too many failed logins; try again in {wait} s",
+                            {"Retry-After": str(wait)})
+
+    def login_failed(self, name: str, address: str) -> None:
+        self._limiter.failed(address)
+        audit("login_failed", user=name, address=address)
+
     def caller(self, request: Request) -> Caller:
         """Anyone logged in (FastAPI dependency); 401 otherwise."""
         address = self.address(request)
         if self.users is None:
-            return Caller(_NOBODY, address)
+            return self.nobody(address)
         user = self._user(request)
         if user is None:
             raise AuthError(401, "unauthenticated", "log in first: POST /api/login, or send an API key",
@@ -232,18 +247,14 @@ class Access:
             address = self.address(request)
             if self.users is None:
                 raise AuthError(400, "no_users", "this server has no users: everyone may watch (loopback only)")
-            wait = self._limiter.retry_after(address)
-            if wait is not None:
-                raise AuthError(429, "too_many_logins", f"too many failed logins; try again in {wait} s",
-                                {"Retry-After": str(wait)})
+            self.may_try_login(address)
             try:
                 given = Login.model_validate_json(await read_body(request, _LOGIN_BYTES, body_timeout_s))
             except ValidationError as exc:
                 raise AuthError(422, "invalid_parameter", f'expected JSON {{"user": ..., "password": ...}}: {exc.errors()[0]["msg"]}') from None
             user = await asyncio.to_thread(self.users.login, given.user, given.password)
             if user is None:
-                self._limiter.failed(address)
-                audit("login_failed", user=given.user, address=address)
+                self.login_failed(given.user, address)
                 raise AuthError(401, "bad_login", "wrong user name or password")
             assert self._tokens is not None
             token = self._tokens.issue(user)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import Annotated
+from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, Field
@@ -19,6 +20,8 @@ from ..config import Settings
 from ..live.cameras import Camera, Cameras
 from ..live.hub import JPEG_HEIGHTS
 from ..outputs.mjpeg import MEDIA_TYPE, mjpeg
+from ..outputs.encoders import Encoders
+from ..outputs.rtsp import RtspServer
 from ..outputs.webrtc import WebRtcPeers
 from ..shards import camera_map
 from ..users import Role
@@ -72,8 +75,11 @@ class CameraStatus(BaseModel):
     last_error: str | None
     detector: str = Field(description="ok, starting, stalled: ... or failing: ...")
     webrtc_sessions: int
-    webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers, by codec")
+    webrtc_encoders: dict[str, EncoderStatus] = Field(description="shared encoders with viewers (WebRTC and RTSP), by codec")
     shard: int = Field(description="the shard that runs this camera: this server's (server.shard; 0 unsharded)")
+    outputs: dict[str, str] = Field(
+        description="where to watch it: mjpeg, snapshot and whep (paths on this server), rtsp (a URL)"
+    )
 
 
 class CameraPlacement(BaseModel):
@@ -92,7 +98,8 @@ class ShardMap(BaseModel):
 
 
 def camera_routes(
-    cameras: Cameras, peers: WebRtcPeers, settings: Settings, access: Access, viewings: Viewings
+    cameras: Cameras, peers: WebRtcPeers, encoders: Encoders, settings: Settings, access: Access, viewings: Viewings,
+    rtsp: RtspServer | None,
 ) -> APIRouter:
     router = APIRouter(responses={401: {"description": "not logged in"}, 403: {"description": "camera not granted"}})
     index, count = settings.server.shards
@@ -100,20 +107,29 @@ def camera_routes(
         shard=index, shards=count, cameras=[CameraPlacement(**vars(placement)) for placement in camera_map(settings)]
     )
 
-    def status(pipeline: Camera, caller: Caller) -> CameraStatus:
-        encoders = peers.encoders(pipeline.name)
+    def outputs(name: str, request: Request) -> dict[str, str]:
+        base = f"/api/cameras/{quote(name)}"
+        urls = {"mjpeg": f"{base}/stream.mjpeg", "snapshot": f"{base}/frame.jpeg", "whep": f"{base}/whep"}
+        if rtsp is not None:
+            host = request.url.hostname or "127.0.0.1"
+            urls["rtsp"] = f"rtsp://{f'[{host}]' if ':' in host else host}:{rtsp.port}/{quote(name)}"
+        return urls
+
+    def status(pipeline: Camera, caller: Caller, request: Request) -> CameraStatus:
+        shared = encoders.of(pipeline.name)
         return CameraStatus(
+            outputs=outputs(pipeline.name, request),
             **{**pipeline.status(), **({} if caller.user.role is Role.admin else {"source": None})},
             webrtc_sessions=len(peers.sessions(pipeline.name)),
             # encoders with viewers; an idle one has stopped its thread
             webrtc_encoders={e.codec: EncoderStatus(viewers=e.viewers, frames=e.frames, keyframes=e.keyframes)
-                             for e in encoders if e.viewers},
+                             for e in shared if e.viewers},
             shard=index,
         )
 
     @router.get("/api/cameras", summary="The cameras you may watch, with state, rates, drops and last error")
-    async def list_cameras(caller: Caller = Depends(access.caller)) -> list[CameraStatus]:
-        return [status(pipeline, caller) for pipeline in cameras if caller.user.sees(pipeline.name)]
+    async def list_cameras(request: Request, caller: Caller = Depends(access.caller)) -> list[CameraStatus]:
+        return [status(pipeline, caller, request) for pipeline in cameras if caller.user.sees(pipeline.name)]
 
     @router.get("/api/shards", summary="Where every configured camera runs: its shard and that server's URL",
                 dependencies=[Depends(access.all_cameras_caller)])
@@ -121,8 +137,8 @@ def camera_routes(
         return shard_map
 
     @router.get("/api/cameras/{name}", summary="One camera's status", responses={404: {}})
-    async def camera(name: str, caller: Caller = Depends(access.camera_caller)) -> CameraStatus:
-        return status(cameras.get(name), caller)
+    async def camera(name: str, request: Request, caller: Caller = Depends(access.camera_caller)) -> CameraStatus:
+        return status(cameras.get(name), caller, request)
 
     @router.get(
         "/api/cameras/{name}/frame.jpeg",

@@ -1,15 +1,10 @@
-"""WebRTC output with aiortc: one encoder per camera and codec, shared by every viewer.
+"""WebRTC output with aiortc, from the camera's shared encoder (``outputs.encoders``).
 
 aiortc's sender encodes each frame itself when its track yields frames, which would cost one
-encoder per viewer. When a track yields ``av.Packet``s instead, the sender only packetizes them.
-So each camera has a ``SharedEncoder`` per negotiated codec (H.264 or VP8), running in its own
-thread while anyone watches, and every viewer's track hands out the same packets.
-
-Nothing buffers without bound: a viewer's queue holds a few packets; when it overflows the viewer
-skips to the next keyframe (and asks for one). A new viewer also asks for a keyframe, so its
-picture starts at once, and so does a viewer's picture loss indication (RTCP PLI or FIR); keyframes
-also come every ``keyframe_interval_s``. Asked-for keyframes are rate-limited per encoder, so one
-viewer cannot make every other viewer's stream all keyframes.
+encoder per viewer. When a track yields ``av.Packet``s instead, the sender only packetizes them;
+so every viewer's track hands out the packets of the camera's ``SharedEncoder`` for the codec
+the answer chose (H.264 or VP8). A viewer's picture loss indication (RTCP PLI or FIR) asks that
+encoder for a keyframe.
 
 A session takes its slot of ``max_sessions`` before anything is awaited, and gives it back if it
 has not connected within ``connect_timeout_s``. A viewer's packets are queued only once its
@@ -21,11 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import threading
-import time
 import uuid
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Callable
 
 import aioice.ice
@@ -36,12 +28,10 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from ..config import WebRtcSettings
 from ..live.hub import FrameHub
+from .encoders import Encoders, SharedEncoder, Subscriber
 
 log = logging.getLogger("streamer.webrtc")
 
-CLOCK = Fraction(1, 90000)  # RTP video clock
-_QUEUE_PACKETS = 8  # about a quarter second at 30 fps
-MIN_KEYFRAME_GAP_S = 1.0  # asked-for keyframes (new viewer, overflow, PLI) at most this often per encoder
 
 
 class SessionError(ValueError):
@@ -58,135 +48,6 @@ def use_host_addresses(addresses: tuple[str, ...]) -> None:
         aioice.ice.get_host_addresses = lambda use_ipv4, use_ipv6: list(addresses)
 
 
-class _Subscriber:
-    """One viewer's packet queue; lives on the event loop, fed from the encoder thread."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, request_keyframe) -> None:
-        self.loop = loop
-        self.queue: asyncio.Queue[av.Packet] = asyncio.Queue(_QUEUE_PACKETS)
-        self.waiting_for_keyframe = True
-        self._request_keyframe = request_keyframe
-
-    def offer(self, packet: av.Packet) -> None:
-        """Called on the event loop for each packet the shared encoder made."""
-        if self.waiting_for_keyframe and not packet.is_keyframe:
-            return
-        if self.queue.full():  # the viewer is behind: drop what it has, restart at a keyframe
-            while not self.queue.empty():
-                self.queue.get_nowait()
-            self.waiting_for_keyframe = True
-            self._request_keyframe()
-            return
-        self.waiting_for_keyframe = False
-        self.queue.put_nowait(packet)
-
-
-class SharedEncoder:
-    """Encodes a camera's anonymized frames once, for every viewer negotiated on ``codec``."""
-
-    def __init__(self, hub: FrameHub, codec: str, settings: WebRtcSettings, camera: str) -> None:
-        self.codec = codec
-        self._hub = hub
-        self._settings = settings
-        self._camera = camera
-        self._subscribers: list[_Subscriber] = []
-        self._lock = threading.Lock()
-        self._keyframe = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.frames = 0
-        self.keyframes = 0
-
-    @property
-    def viewers(self) -> int:
-        return len(self._subscribers)
-
-    def request_keyframe(self) -> None:
-        """Make a keyframe soon: at once unless one was made less than MIN_KEYFRAME_GAP_S ago."""
-        self._keyframe.set()
-
-    def subscribe(self, loop: asyncio.AbstractEventLoop) -> _Subscriber:
-        subscriber = _Subscriber(loop, self.request_keyframe)
-        with self._lock:
-            self._subscribers.append(subscriber)
-            self._keyframe.set()
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=f"{self._camera}-{self.codec}", daemon=True)
-                self._thread.start()
-        return subscriber
-
-    def unsubscribe(self, subscriber: _Subscriber) -> None:
-        with self._lock:
-            if subscriber in self._subscribers:
-                self._subscribers.remove(subscriber)
-
-    def _run(self) -> None:
-        """Encode while anyone watches; the thread ends when the last viewer leaves."""
-        context: av.VideoCodecContext | None = None
-        seq, started, last_key = -1, None, 0.0
-        while True:
-            with self._lock:
-                if not self._subscribers:
-                    self._thread = None
-                    return
-            frame = self._hub.wait_frame(seq, timeout=0.5)
-            if frame is None:
-                continue
-            seq = frame.seq
-            started = frame.captured if started is None else started
-            height, width = frame.pixels.shape[:2]
-            if self._settings.max_height and height > self._settings.max_height:
-                width = round(width * self._settings.max_height / height)
-                height = self._settings.max_height
-            width, height = width // 2 * 2, height // 2 * 2
-            if context is None or (context.width, context.height) != (width, height):
-                context = self._open(width, height)
-                self._keyframe.set()
-            picture = av.VideoFrame.from_ndarray(frame.pixels, format="rgb24").reformat(
-                width=width, height=height, format="yuv420p"
-            )
-            picture.pts = int((frame.captured - started) / CLOCK)
-            picture.time_base = CLOCK
-            now = time.monotonic()
-            asked = self._keyframe.is_set() and now - last_key >= MIN_KEYFRAME_GAP_S
-            if asked or now - last_key >= self._settings.keyframe_interval_s:
-                self._keyframe.clear()
-                picture.pict_type = av.video.frame.PictureType.I
-                last_key = now
-                self.keyframes += 1
-            try:
-                packets = context.encode(picture)
-            except av.FFmpegError as exc:
-                log.error("camera %s: %s encoder failed: %s", self._camera, self.codec, exc)
-                context = None
-                continue
-            self.frames += 1
-            with self._lock:
-                subscribers = list(self._subscribers)
-            for packet in packets:
-                packet.time_base = CLOCK
-                for subscriber in subscribers:
-                    subscriber.loop.call_soon_threadsafe(subscriber.offer, packet)
-
-    def _open(self, width: int, height: int) -> av.VideoCodecContext:
-        bitrate = self._settings.bitrate_kbps * 1000
-        if self.codec == "h264":
-            context = av.CodecContext.create("libx264", "w")
-            context.options = {"preset": "veryfast", "tune": "zerolatency", "level": "31", "forced-idr": "1"}
-            context.profile = "Baseline"
-        else:
-            context = av.CodecContext.create("libvpx", "w")
-            context.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0",
-                               "error-resilient": "1"}
-        context.width, context.height = width, height
-        context.pix_fmt = "yuv420p"
-        context.time_base = CLOCK
-        context.framerate = Fraction(30, 1)
-        context.bit_rate = bitrate
-        context.gop_size = 10_000  # keyframes only when we ask for one
-        context.thread_count = 1
-        return context
-
-
 class CameraTrack(MediaStreamTrack):
     """The video track of one viewer: the camera's shared encoded packets.
 
@@ -199,7 +60,7 @@ class CameraTrack(MediaStreamTrack):
     def __init__(self) -> None:
         super().__init__()
         self.encoder: SharedEncoder | None = None  # set once the answer has chosen the codec
-        self._subscriber: _Subscriber | None = None
+        self._subscriber: Subscriber | None = None
 
     async def recv(self) -> av.Packet:
         if self.readyState != "live" or self.encoder is None:
@@ -228,19 +89,16 @@ class Session:
 class WebRtcPeers:
     """Every open WebRTC session, with the shared encoders they use."""
 
-    def __init__(self, settings: WebRtcSettings) -> None:
+    def __init__(self, settings: WebRtcSettings, encoders: Encoders) -> None:
         self._settings = settings
         self._sessions: dict[str, Session] = {}
         self._opening = 0  # offers being answered: their slots are taken before anything is awaited
-        self._encoders: dict[tuple[str, str], SharedEncoder] = {}
+        self._encoders = encoders
         self._timeouts: set[asyncio.Task] = set()
         use_host_addresses(settings.host_addresses)
 
     def sessions(self, camera: str) -> list[Session]:
         return [s for s in self._sessions.values() if s.camera == camera]
-
-    def encoders(self, camera: str) -> list[SharedEncoder]:
-        return [e for (name, _), e in self._encoders.items() if name == camera]
 
     async def answer(
         self, camera: str, hub: FrameHub, offer_sdp: str, viewer: str = "", on_close: Callable[[], None] | None = None
@@ -295,10 +153,7 @@ class WebRtcPeers:
         if codec not in self._settings.codecs:
             await pc.close()
             raise SessionError(400, f"no common codec: we send {', '.join(self._settings.codecs)}")
-        key = (camera, codec)
-        encoder = self._encoders.get(key)
-        if encoder is None:
-            encoder = self._encoders[key] = SharedEncoder(hub, codec, self._settings, camera)
+        encoder = self._encoders.get(camera, hub, codec)
         track.encoder = encoder
         # aiortc's sender answers a viewer's PLI or FIR by asking its own encoder for a keyframe;
         # its packets come from ours, so the request is passed on (rate-limited there).
