@@ -18,6 +18,7 @@ from tqdm import tqdm
 from .config import AnonymizerSettings, ConfigError, ImageSettings, Mode, Settings, Shape, load_settings, with_cameras
 from .faces.detection import Detector
 from .faces.detectors import create_detector
+from .faces.zones import ZoneMasks
 from .heap import keep_freed_buffers
 from .http.audit import append_to, audit
 from .redact import redact
@@ -27,6 +28,7 @@ from .stills.video import EXTENSIONS as VIDEO_EXTENSIONS
 from .stills.video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
 from .stills.workers import Stop, WorkerPool, cpu_count
 from .users import Role, User, Users, UsersError, UsersFile, hash_password, new_api_key, read_users, write_users
+from .zones import ZonesFile
 
 log = logging.getLogger("streamer")
 
@@ -67,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     anonymize.add_argument("-o", "--output", required=True, type=Path, metavar="OUT",
                            help="output folder, or output file when IN is one file")
     anonymize.add_argument("--keep-audio", action="store_true", help="videos: copy the audio (dropped by default)")
+    anonymize.add_argument("--zones", type=Path, metavar="FILE",
+                           help="videos: hide the privacy zones of a zones file (pipeline.zones_file) in every frame")
+    anonymize.add_argument("--zones-camera", metavar="NAME",
+                           help="whose zones in --zones FILE (needed when it holds more than one camera)")
     anonymize.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help="YAML settings")
     anonymize.add_argument("--mode", choices=[m.value for m in Mode])
     anonymize.add_argument("--shape", choices=[s.value for s in Shape])
@@ -213,6 +219,7 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
     threshold = settings.detector.threshold if args.threshold is None else args.threshold
     try:
         jobs = _plan(args.inputs, args.output)
+        zones = _zones(args.zones, args.zones_camera) if args.zones else ZoneMasks()
     except ValueError as exc:
         print(f"streamer: {exc}", file=sys.stderr)
         return 2
@@ -224,11 +231,24 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
     pool = WorkerPool(settings.detector, workers=0, queue_size=queue_size, max_wait_s=math.inf)
     try:
         failed = _anonymize_images(images, pool, settings.image, anonymizer, threshold) if images else 0
-        failed += _anonymize_videos(videos, pool, settings, anonymizer, threshold, args.keep_audio) if videos else 0
+        failed += _anonymize_videos(videos, pool, settings, anonymizer, threshold, args.keep_audio, zones) if videos else 0
     finally:
         pool.shutdown()
     log.info("anonymized %d of %d files into %s", len(jobs) - failed, len(jobs), args.output)
     return 1 if failed else 0
+
+
+def _zones(path: Path, camera: str | None) -> ZoneMasks:
+    """The zones of ``camera`` (or of the only camera) in the zones file at ``path``."""
+    every = ZonesFile(path).load() if path.exists() else None
+    if not every:
+        raise ValueError(f"--zones {path}: no zones file there, or no zones in it")
+    if camera is None and len(every) > 1:
+        raise ValueError(f"--zones {path} holds {', '.join(sorted(every))}: choose one with --zones-camera")
+    name = camera or next(iter(every))
+    if name not in every:
+        raise ValueError(f"--zones {path} has no zones for camera {name!r}")
+    return ZoneMasks(every[name])
 
 
 def _anonymize_images(
@@ -258,7 +278,7 @@ def _anonymize_images(
 
 def _anonymize_videos(
     videos: list[tuple[Path, Path]], pool: WorkerPool, settings: Settings, anonymizer: AnonymizerSettings,
-    threshold: float, keep_audio: bool,
+    threshold: float, keep_audio: bool, zones: ZoneMasks,
 ) -> int:
     """Anonymize (source, target) video files one after another, each frame's detection on
     ``pool``; returns how many failed."""
@@ -269,7 +289,7 @@ def _anonymize_videos(
             with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
                 report = anonymize_video(
                     source, target, pool, threshold, anonymizer, settings.pipeline.hold_s,
-                    fail_mode=settings.pipeline.fail_mode, keep_audio=keep_audio, on_frame=bar.update,
+                    fail_mode=settings.pipeline.fail_mode, keep_audio=keep_audio, on_frame=bar.update, zones=zones,
                 )
         except (OSError, VideoError) as exc:
             log.error("%s: skipped: %s", source, exc)

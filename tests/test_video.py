@@ -73,6 +73,21 @@ def test_keep_audio_copies_the_audio_track(clip_with_audio, tmp_path):
     assert probe(out)["audio"] == 1
 
 
+def test_a_zones_file_hides_its_zones_in_every_frame_of_a_video(clip_with_audio, tmp_path):
+    zones = tmp_path / "zones.yaml"
+    zones.write_text("door:\n  - {mode: black, points: [[0.3, 0], [0.5, 0], [0.5, 1], [0.3, 1]]}\n"
+                     "yard:\n  - {mode: black, points: [[0, 0], [0.1, 0], [0.1, 0.1]]}\n")
+    out = tmp_path / "zoned.mp4"
+    ambiguous = streamer("anonymize", str(clip_with_audio), "-o", str(out), "--zones", str(zones))
+    assert ambiguous.returncode == 2 and "--zones-camera" in ambiguous.stderr
+    result = streamer("anonymize", str(clip_with_audio), "-o", str(out), "--zones", str(zones), "--zones-camera", "door")
+    assert result.returncode == 0, result.stderr
+    with av.open(str(out)) as container:
+        frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    assert len(frames) == 50
+    assert all(frame[4:-4, int(0.3 * 640) + 4 : int(0.5 * 640) - 4].mean() < 12 for frame in frames)
+
+
 class ScriptedDetector:
     """The real detector, blind for its first ``blind`` calls (a face the detector finds late) and
     raising on every call after the first ``good`` ones (a detector that crashes)."""

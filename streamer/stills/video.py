@@ -34,6 +34,7 @@ import numpy as np
 
 from ..config import AnonymizerSettings, FailMode
 from ..faces.anonymizer import Anonymizer, hide_all
+from ..faces.zones import ZoneMasks
 from ..faces.detection import Face
 from ..faces.tracking import Tracker
 from .workers import WorkerPool
@@ -92,8 +93,10 @@ class _FrameQueue:
         fail_mode: FailMode,
         hold_frames: int,
         write: Callable[[np.ndarray, _Pending], None],
+        zones: ZoneMasks,
     ) -> None:
         self._pool, self._threshold, self._hide, self._fail_mode, self._write = pool, threshold, hide, fail_mode, write
+        self._zones = zones
         self._tracker = Tracker(hold_frames)
         self._pending: deque[_Pending] = deque()  # oldest first
         self._tracked = 0  # how many of them, from the oldest, have their detections in the tracker
@@ -129,7 +132,7 @@ class _FrameQueue:
         else:
             pixels = self._hide.apply(frame.pixels, held)
             self.faces += len(held)
-        self._write(pixels, frame)
+        self._write(self._zones.apply(pixels), frame)  # privacy zones last, over everything
         self.frames += 1
 
 
@@ -159,6 +162,7 @@ def anonymize_video(
     fail_mode: FailMode = FailMode.blur,
     keep_audio: bool = False,
     on_frame: Callable[[], None] | None = None,
+    zones: ZoneMasks | None = None,
 ) -> VideoReport:
     try:
         rotation = display_rotation(source)
@@ -189,7 +193,7 @@ def anonymize_video(
 
             # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
             hold_frames = max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1)
-            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, write)
+            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, write, zones or ZoneMasks())
             try:
                 for packet in src.demux(*[video_in] + ([audio_in] if audio_in else [])):
                     if packet.stream is video_in:
