@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import numpy as np
 import simplejpeg
 
 ROOT = Path(__file__).resolve().parent.parent

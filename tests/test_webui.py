@@ -6,7 +6,6 @@ import base64
 import io
 import time
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
