@@ -7,6 +7,7 @@ skips to the next keyframe (and asks for one). A new viewer also asks for a keyf
 picture starts at once; keyframes also come every ``keyframe_interval_s``. Asked-for keyframes are
 rate-limited per encoder, so one viewer cannot make every other viewer's stream all keyframes.
 H.264 keyframes carry their SPS and PPS, so a viewer that joins late can start at any of them.
+While a camera sends nothing (its source is down), viewers get a black frame every ``IDLE_S``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from fractions import Fraction
 
 import av
+import numpy as np
 
 from ..config import WebRtcSettings
 from ..live.hub import FrameHub
@@ -27,6 +29,7 @@ log = logging.getLogger("streamer.encoders")
 CLOCK = Fraction(1, 90000)  # RTP video clock
 _QUEUE_PACKETS = 8  # about a quarter second at 30 fps
 MIN_KEYFRAME_GAP_S = 1.0  # asked-for keyframes (new viewer, overflow, PLI) at most this often per encoder
+IDLE_S = 0.5  # a camera silent this long gets a black frame, and one more each IDLE_S while it stays silent
 
 
 class Subscriber:
@@ -91,20 +94,28 @@ class SharedEncoder:
                 self._subscribers.remove(subscriber)
 
     def _run(self) -> None:
-        """Encode while anyone watches; the thread ends when the last viewer leaves."""
+        """Encode while anyone watches; the thread ends when the last viewer leaves. While the
+        camera sends nothing (its source is down), a black frame every IDLE_S keeps viewers'
+        streams alive: NVRs drop an RTSP feed that goes quiet, and black is what fail-closed looks like."""
         context: av.VideoCodecContext | None = None
         seq, started, last_key = -1, None, 0.0
+        black: np.ndarray | None = None
         while True:
             with self._lock:
                 if not self._subscribers:
                     self._thread = None
                     return
-            frame = self._hub.wait_frame(seq, timeout=0.5)
-            if frame is None:
+            frame = self._hub.wait_frame(seq, timeout=IDLE_S)
+            if frame is not None:
+                seq, pixels, captured = frame.seq, frame.pixels, frame.captured
+            elif black is not None:
+                pixels, captured = black, time.monotonic()
+            else:
                 continue
-            seq = frame.seq
-            started = frame.captured if started is None else started
-            height, width = frame.pixels.shape[:2]
+            started = captured if started is None else started
+            height, width = pixels.shape[:2]
+            if black is None or black.shape != pixels.shape:
+                black = np.zeros_like(pixels)
             if self._settings.max_height and height > self._settings.max_height:
                 width = round(width * self._settings.max_height / height)
                 height = self._settings.max_height
@@ -112,10 +123,10 @@ class SharedEncoder:
             if context is None or (context.width, context.height) != (width, height):
                 context = self._open(width, height)
                 self._keyframe.set()
-            picture = av.VideoFrame.from_ndarray(frame.pixels, format="rgb24").reformat(
+            picture = av.VideoFrame.from_ndarray(pixels, format="rgb24").reformat(
                 width=width, height=height, format="yuv420p"
             )
-            picture.pts = int((frame.captured - started) / CLOCK)
+            picture.pts = int((captured - started) / CLOCK)
             picture.time_base = CLOCK
             now = time.monotonic()
             asked = self._keyframe.is_set() and now - last_key >= MIN_KEYFRAME_GAP_S
