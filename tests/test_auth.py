@@ -297,5 +297,6 @@ def test_the_web_ui_sends_a_viewer_to_log_in_and_then_shows_only_their_cameras(s
             page.wait_for_selector(".tile .name", timeout=15000)
             assert page.locator(".tile .name").all_inner_texts() == ["door"]
             assert page.locator("#logout").inner_text() == "Log out bob"
+            assert page.locator(".tile .edit-zones").is_hidden()  # a viewer gets no zone editor
         finally:
             browser.close()
