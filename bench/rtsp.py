@@ -96,7 +96,9 @@ def main() -> int:
     print("|---|---|---|---|---|" + "---|" * len(args.clients) + "---|")
     for size in args.sizes:
         width, height = SIZES[size]
-        server = Server({"STREAMER_SERVER__WORKERS": "1", "STREAMER_DETECTOR__PROFILE": "fast"},
+        # every client is on this machine, so one address: its stream cap is lifted
+        server = Server({"STREAMER_SERVER__WORKERS": "1", "STREAMER_DETECTOR__PROFILE": "fast",
+                         "STREAMER_SERVER__MAX_STREAMS_PER_USER": "64"},
                         ["--camera", f"pattern=pattern://{width}x{height}@30"])
         try:
             server.wait_ready()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 import cv2
@@ -27,6 +28,9 @@ class Published:
     index: int  # the source frame's number since the camera started
 
 
+# Frames kept for readers that want every one (the shared encoders): a burst of frames released
+# together by a detection, at 30 fps, is at most a few frames long.
+RECENT_FRAMES = 4
 # The heights a JPEG may be scaled down to (besides the frame's own).
 JPEG_HEIGHTS = (180, 240, 360, 480, 540, 720, 1080)
 
@@ -47,6 +51,7 @@ class FrameHub:
         self._variants = {height: _Variant() for height in (None, *JPEG_HEIGHTS)}
         self._waiters: set[asyncio.Future] = set()
         self._published = threading.Condition()
+        self._recent: deque[Published] = deque(maxlen=RECENT_FRAMES)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.viewers = 0
 
@@ -60,6 +65,7 @@ class FrameHub:
         with self._published:
             seq = self._latest.seq + 1 if self._latest else 0
             self._latest = published = Published(seq, pixels, captured, index)
+            self._recent.append(published)
             self._published.notify_all()
         loop = self._loop
         if loop is not None and self._waiters:
@@ -87,12 +93,14 @@ class FrameHub:
                 variant.seq = frame.seq
             return variant.data
 
-    def wait_frame(self, after_seq: int, timeout: float) -> Published | None:
-        """Thread-side ``next_frame``: blocks up to ``timeout`` for a frame newer than ``after_seq``."""
+    def wait_next(self, after_seq: int, timeout: float) -> Published | None:
+        """Thread-side: the first frame after ``after_seq`` that the hub still keeps (the newest
+        when the reader fell further behind), waiting up to ``timeout``. For encoders, which want
+        every frame: frames come out in bursts when they wait for detection, and the newest alone
+        would skip the rest of a burst."""
         with self._published:
             self._published.wait_for(lambda: self._latest is not None and self._latest.seq > after_seq, timeout)
-            latest = self._latest
-        return latest if latest is not None and latest.seq > after_seq else None
+            return next((frame for frame in self._recent if frame.seq > after_seq), None)
 
     async def next_frame(self, after_seq: int, timeout: float) -> Published | None:
         """The newest frame with a sequence number above ``after_seq``, waiting up to ``timeout``."""
