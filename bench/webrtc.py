@@ -113,7 +113,7 @@ def main() -> None:
         server.stop()
     print(f"command: {command}")
     print(f"machine: {cpu()}; camera pattern://{args.size}@30; server CPU with no viewer: "
-          f"{idle:.0f}% of one core (capture, detect, anonymize, MJPEG encode)")
+          f"{idle:.0f}% of one core (capture, detect, anonymize, publish)")
     print()
     print("| viewers | frames measured | fps per viewer | latency p50 ms | latency p95 ms | server CPU % |")
     print("|---|---|---|---|---|---|")

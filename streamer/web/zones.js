@@ -1,7 +1,7 @@
 // The privacy-zone editor (admins): the camera's newest frame with its zones drawn over it.
 // Click on empty picture to start a zone and add corners, click its first corner (or "Close") to
-// finish it; drag a corner to move it; click inside a zone to select it, then "Delete zone" or
-// pick its mode. "Save" replaces the camera's zones (PUT api/cameras/NAME/zones): every output
+// finish it; drag a corner to move it, double-click a corner to remove it (a zone keeps three);
+// click inside a zone to select it, then "Delete zone" or pick its mode. "Save" replaces the camera's zones (PUT api/cameras/NAME/zones): every output
 // hides them from the next frame on.
 import { authorized } from "./session.js";
 
@@ -107,6 +107,18 @@ canvas.addEventListener("pointermove", (event) => {
 });
 
 canvas.addEventListener("pointerup", () => { dragging = null; });
+
+canvas.addEventListener("dblclick", (event) => {
+  const point = eventPoint(event);
+  for (const zone of zones) {
+    const index = zone.points.findIndex((p) => near(p, point));
+    if (index >= 0 && zone.points.length > 3) {
+      zone.points.splice(index, 1);
+      draw();
+      return;
+    }
+  }
+});
 
 modeBox.addEventListener("change", () => { if (selected) { selected.mode = modeBox.value; draw(); } });
 
