@@ -4,7 +4,7 @@
 Run it with the SYSTEM python, which has GStreamer's bindings (python3-gi and
 gir1.2-gst-rtsp-server-1.0 from Debian); the project's venv does not:
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --mount /cam=streamer/assets/demo.mp4 [--mount /b=other.mp4]
+    /usr/bin/python3 tests/rtsp_server.py --port 8564 --mount /cam=streamer/assets/demo.mp4 [--mount /b=other.mp4]
 
 Each mount is served on 127.0.0.1 only, at real-time pace, by one shared media: every client of a
 mount sees the same stream, like a camera's, and a client's PLAY does not seek it (a camera is not
@@ -169,7 +169,7 @@ def parse_mount(text: str) -> tuple[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=8554, help="TCP port on 127.0.0.1 (0: any free one)")
+    parser.add_argument("--port", type=int, default=8564, help="TCP port on 127.0.0.1 (0: any free one)")
     parser.add_argument("--mount", type=parse_mount, action="append", required=True,
                         metavar="/NAME=FILE.mp4", help="serve FILE.mp4 at rtsp://127.0.0.1:PORT/NAME")
     parser.add_argument("--no-loop", action="store_true", help="end the stream when the clip ends")
