@@ -210,6 +210,7 @@ class InProcessServer:
         settings = base.model_copy(update={
             "cameras": (),
             "server": base.server.model_copy(update={"workers": 1, **server}),
+            "rtsp": base.rtsp.model_copy(update={"enabled": False}),
         })
         self.app = create_app(settings)
         self.port = free_port()
@@ -232,7 +233,7 @@ class InProcessServer:
     def send(self, body: bytes) -> socket.socket:
         """Send a whole raw JPEG request on a new connection; the answer is left to the caller."""
         sock = socket.create_connection(("127.0.0.1", self.port))
-        head = (f"POST /v1/anonymize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        head = (f"POST /v1/anonymize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                 f"Content-Length: {len(body)}\r\n\r\n").encode()
         sock.sendall(head + body)
         return sock
@@ -261,7 +262,7 @@ def jpeg() -> bytes:
 def test_a_queued_request_whose_client_disconnects_is_not_run(gated, jpeg):
     with InProcessServer(queue_size=4) as srv:
         first = srv.send(jpeg)
-        gated.entered.acquire()  # the only worker is busy with the first request
+        assert gated.entered.acquire(timeout=60)  # the only worker is busy with the first request
         second = srv.send(jpeg)
         wait_until(lambda: srv.pool.in_flight == 2, "the second request to be queued")
         second.close()  # the client gives up (a timeout, a closed tab) while its job waits
@@ -284,7 +285,7 @@ def test_a_running_request_whose_client_disconnects_stops_before_encoding(gated,
     monkeypatch.setattr(job, "encode", lambda *a: encoded.append(1) or real_encode(*a))
     with InProcessServer(queue_size=0) as srv:
         sock = srv.send(jpeg)
-        gated.entered.acquire()  # its job is in the detector
+        assert gated.entered.acquire(timeout=60)  # its job is in the detector
         sock.close()
         wait_until(lambda: srv.pool.stats().abandoned == 1, "the server to notice the client has gone")
         assert srv.pool.in_flight == 1  # still in the detector
@@ -298,11 +299,11 @@ def test_a_running_request_whose_client_disconnects_stops_before_encoding(gated,
 def test_past_capacity_the_answer_is_503_before_the_body_is_read(gated, jpeg):
     with InProcessServer(queue_size=0) as srv:
         busy = srv.send(jpeg)
-        gated.entered.acquire()
+        assert gated.entered.acquire(timeout=60)
         # A client that sends only the head, promising a body it never sends: a server that read
         # bodies before admission would wait for it; this one answers at once.
         sock = socket.create_connection(("127.0.0.1", srv.port))
-        sock.sendall(b"POST /v1/anonymize HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+        sock.sendall(b"POST /v1/anonymize HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
                      b"Content-Length: 5000000\r\n\r\n")
         status, body = read_answer(sock)
         sock.close()
