@@ -128,14 +128,14 @@ class RtspServer:
         if method in ("OPTIONS", "GET_PARAMETER"):
             return 200, {"Public": _METHODS}, b""
         camera, track = _camera_of(url)
+        try:  # the login first: who may not log in learns nothing, not even which cameras exist
+            caller = await self._gate.check(headers.get("authorization"), camera, address)
+        except RtspRefusal as refusal:
+            return refusal.status, refusal.headers, b""
         try:
             hub = self._hub_of(camera)
         except LookupError:
             return 404, {}, b""
-        try:
-            caller = await self._gate.check(headers.get("authorization"), camera, address)
-        except RtspRefusal as refusal:
-            return refusal.status, refusal.headers, b""
         if method == "DESCRIBE":
             sdp = _sdp(camera, writer.get_extra_info("sockname")[0]).encode()
             base = url if url.endswith("/") else url + "/"
