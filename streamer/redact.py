@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
-# scheme://user:password@ - the password runs to the last "@" of the word, so one with "@" in it
-# is hidden whole (a path with "@" in it loses more than it needs to, never less).
-_PASSWORD = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@]*:)\S*@")
+# scheme://user:password@ - everything before the host goes: a password, a user name (which may
+# itself hold "@", or be a token), up to the last "@" of the word (a path with "@" in it loses
+# more than it needs to, never less).
+_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)\S*@")
 # ?token=..., &password=..., &api_key=...: a query parameter whose name says it is a secret.
 _SECRET_PARAMETER = re.compile(
     r"([?&;][\w.-]*(?:pass|pwd|token|secret|key|auth|sig|credential|session)[\w.-]*=)[^&;#\s]*", re.IGNORECASE
@@ -19,5 +20,5 @@ _SECRET_PARAMETER = re.compile(
 
 
 def redact(text: str) -> str:
-    """``text`` with the password and the secret query parameters of every URL in it replaced."""
-    return _SECRET_PARAMETER.sub(r"\1***", _PASSWORD.sub(r"\1***@", text))
+    """``text`` with the user and password and the secret query parameters of every URL in it replaced."""
+    return _SECRET_PARAMETER.sub(r"\1***", _USERINFO.sub(r"\1***@", text))

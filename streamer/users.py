@@ -183,16 +183,19 @@ class Users:
                 return
             try:
                 content = read_users(self.path)
-            except UsersError as exc:
+                session_key = _unb64(content.session_key) if content.session_key else b""
+            except (ConfigError, ValueError) as exc:
+                # the first line only: YAML errors go on to quote the file (hashes, the session key)
+                problem = str(exc).splitlines()[0]
                 if self._stamp is None:
-                    raise
-                log.error("%s; keeping the users read before", exc)
+                    raise UsersError(f"users file {self.path}: {problem}") from None
+                log.error("users file %s cannot be used (%s); keeping the users read before", self.path, problem)
                 self._stamp = stamp
                 return
             self._by_name = {user.name: user for user in content.users}
             self._by_key = {key: user for user in content.users for key in user.api_keys}
-            if content.session_key:
-                self._session_key = _unb64(content.session_key)
+            if session_key:
+                self._session_key = session_key
             elif not self._session_key:
                 log.warning(
                     "users file %s has no session_key: logins work on this process only (any `streamer users` "

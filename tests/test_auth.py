@@ -186,6 +186,21 @@ def test_failed_logins_are_limited_per_address_and_a_forged_forwarded_for_does_n
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
 
 
+def test_guesses_sent_at_once_are_limited_too_and_odd_tokens_are_refused_not_crashed(start_server, site):
+    srv = start_server({"STREAMER_AUTH__USERS_FILE": str(site["users"]), "STREAMER_AUTH__LOGIN_FAILURES": "3"})
+
+    async def guesses() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            replies = await asyncio.gather(*(client.post(srv.url + "/api/login", json={"user": "bob", "password": f"g{n}"})
+                                             for n in range(12)))
+        return [reply.status_code for reply in replies]
+
+    statuses = asyncio.run(guesses())
+    assert statuses.count(401) <= 3 and statuses.count(429) >= 9  # not 12 password checks at once
+    for token in ["s1.a.\u00e9", "s1." + "x" * 5000, "s1..", "sk_nope"]:
+        assert httpx.get(srv.url + "/api/me", headers={"Authorization": f"Bearer {token}".encode()}).status_code == 401
+
+
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_limit(start_server, site):
     srv = start_server({"STREAMER_AUTH__USERS_FILE": str(site["users"]), "STREAMER_AUTH__LOGIN_FAILURES": "2",
                         "STREAMER_AUTH__TRUSTED_PROXIES": "[127.0.0.1/32]"})

@@ -65,7 +65,7 @@ def test_rtsp_camera_is_served_anonymized_over_mjpeg(rtsp_servers, start_server,
     assert sharpness(frames[-1]) > 20  # the scene itself is still there
 
     assert status["faces"] >= 1
-    assert "s3cret" not in str(status) and status["source"].startswith("rtsp://viewer:***@")
+    assert "s3cret" not in str(status) and status["source"].startswith("rtsp://***@")
 
     small = httpx.get(f"{srv.url}/api/cameras/door/frame.jpeg", params={"height": 180})
     assert small.status_code == 200 and Image.open(io.BytesIO(small.content)).size == (320, 180)

@@ -143,3 +143,5 @@ def test_rtsp_asks_for_a_login_and_a_granted_camera(start_server, site):  # noqa
     assert "403" in ffprobe(f"rtsp://bob:{PASSWORDS['bob']}@{host.replace('/door', '/yard')}", "tcp").stderr
     assert ffprobe(f"rtsp://bob:{site['bob_key']}@{host}", "tcp").returncode == 0  # an API key as the password
     assert "401" in ffprobe(f"rtsp://bob:wrong@{host}", "tcp").stderr
+    users_cli(site["users"], "add", "bob", "--cameras", "door", "--password-stdin", password="bobs-new-password\n")
+    assert "401" in ffprobe(f"rtsp://bob:{PASSWORDS['bob']}@{host}", "tcp").stderr  # the old one, though remembered

@@ -16,12 +16,14 @@ def test_sources_are_told_apart():
 
 
 @pytest.mark.parametrize("text, shown", [
-    ("rtsp://admin:hunter2@10.0.0.5:554/live", "rtsp://admin:***@10.0.0.5:554/live"),
+    ("rtsp://admin:hunter2@10.0.0.5:554/live", "rtsp://***@10.0.0.5:554/live"),
     ("rtsp://10.0.0.5/live", "rtsp://10.0.0.5/live"),
-    ("rtsp://admin:hunt@r2@cam/live", "rtsp://admin:***@cam/live"),  # a password with "@" in it
+    ("rtsp://admin:hunt@r2@cam/live", "rtsp://***@cam/live"),  # a password with "@" in it
+    ("rtsp://me@corp.example:hunter2@cam/live", "rtsp://***@cam/live"),  # a user name with "@" in it
+    ("rtsp://Zm9vYmFy@cam/live", "rtsp://***@cam/live"),  # a token as the user name
     ("rtsps://cam/live?user=admin&password=hunter2&channel=1", "rtsps://cam/live?user=admin&password=***&channel=1"),
     ("rtsp://cam/live?token=abc123", "rtsp://cam/live?token=***"),
-    ("open rtsp://u:hunter2@cam/x failed: Connection refused", "open rtsp://u:***@cam/x failed: Connection refused"),
+    ("open rtsp://u:hunter2@cam/x failed: Connection refused", "open rtsp://***@cam/x failed: Connection refused"),
     ("clips/lobby.mp4", "clips/lobby.mp4"),
 ])
 def test_passwords_never_show(text, shown):

@@ -36,6 +36,7 @@ COOKIE = "streamer_session"
 _LOGIN_BYTES = 4096
 _TOKEN_PREFIX = "s1."
 _MAX_REVOKED = 100_000  # logged-out tokens remembered until they expire
+_MAX_ADDRESSES = 10_000  # addresses with recent failed logins kept before old ones are forgotten
 _NOBODY = User(name="anonymous", role=Role.admin)  # everyone, on a server without users
 
 
@@ -77,7 +78,7 @@ class _Tokens:
         return f"{_TOKEN_PREFIX}{payload}.{self._sign(payload)}"
 
     def user(self, token: str) -> User | None:
-        if not token.startswith(_TOKEN_PREFIX) or token in self._revoked:
+        if not token.isascii() or not token.startswith(_TOKEN_PREFIX) or token in self._revoked:
             return None
         payload, _, signature = token[len(_TOKEN_PREFIX):].partition(".")
         if not hmac.compare_digest(signature, self._sign(payload)):
@@ -133,8 +134,18 @@ class _LoginLimiter:
             return None
         return max(1, round(times[0] + self.window_s - now))
 
-    def failed(self, address: str) -> None:
-        self._failed.setdefault(address, deque()).append(time.monotonic())
+    def attempt(self, address: str) -> None:
+        """Count a login attempt as failed before it is checked (parallel guesses count at once);
+        ``succeeded`` takes it back. Addresses whose attempts are all old are forgotten."""
+        now = time.monotonic()
+        if len(self._failed) > _MAX_ADDRESSES:
+            self._failed = {a: t for a, t in self._failed.items() if t and t[-1] > now - self.window_s}
+        self._failed.setdefault(address, deque()).append(now)
+
+    def succeeded(self, address: str) -> None:
+        times = self._failed.get(address)
+        if times:
+            times.pop()
 
 
 class Access:
@@ -171,14 +182,18 @@ class Access:
         return Caller(_NOBODY, address)
 
     def may_try_login(self, address: str) -> None:
-        """Raises 429 while ``address`` has too many failed logins."""
+        """Raises 429 while ``address`` has too many failed logins; else counts this attempt as one
+        until ``login_succeeded`` says otherwise (so guesses sent at once are counted at once)."""
         wait = self._limiter.retry_after(address)
         if wait is not None:
             raise AuthError(429, "too_many_logins", f"too many failed logins; try again in {wait} s",
                             {"Retry-After": str(wait)})
+        self._limiter.attempt(address)
+
+    def login_succeeded(self, address: str) -> None:
+        self._limiter.succeeded(address)
 
     def login_failed(self, name: str, address: str) -> None:
-        self._limiter.failed(address)
         audit("login_failed", user=name, address=address)
 
     def caller(self, request: Request) -> Caller:
@@ -257,6 +272,7 @@ class Access:
                 self.login_failed(given.user, address)
                 raise AuthError(401, "bad_login", "wrong user name or password")
             assert self._tokens is not None
+            self.login_succeeded(address)
             token = self._tokens.issue(user)
             audit("login", user=user.name, role=user.role.value, address=address)
             ttl = int(self._ttl_s)

@@ -12,7 +12,7 @@ import time
 from ..live.cameras import Cameras
 from ..outputs.encoders import Encoders
 from ..outputs.rtsp import RtspRefusal, RtspServer
-from ..users import User
+from ..users import User, api_key_digest
 from .audit import audit
 from .auth import Access, AuthError, Caller
 from .viewings import TooManyStreams, Viewing, Viewings
@@ -25,7 +25,8 @@ class RtspGate:
     def __init__(self, access: Access, viewings: Viewings) -> None:
         self._access = access
         self._viewings = viewings
-        self._checked: dict[str, tuple[str, float]] = {}  # digest of an Authorization header -> user, until
+        # digest of an Authorization header -> (user, its password hash or key digest, until)
+        self._checked: dict[str, tuple[str, str, float]] = {}
 
     async def check(self, authorization: str | None, camera: str, address: str) -> Caller:
         users = self._access.users
@@ -50,10 +51,10 @@ class RtspGate:
             raise RtspRefusal(401, "log in", _CHALLENGE)
         digest = hashlib.sha256(encoded.encode()).hexdigest()
         remembered = self._checked.get(digest)
-        if remembered is not None and remembered[1] > time.monotonic():
+        if remembered is not None and remembered[2] > time.monotonic():
             user = users.get(remembered[0])
-            if user is not None:
-                return user
+            if user is not None and _credential(user, remembered[1]):
+                return user  # the same password or key, still the user's
         try:
             name, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except ValueError:
@@ -62,16 +63,24 @@ class RtspGate:
             self._access.may_try_login(address)
         except AuthError as exc:
             raise RtspRefusal(exc.status, str(exc), exc.headers) from None
-        user = users.by_api_key(password) or await asyncio.to_thread(users.login, name, password)
+        key = users.by_api_key(password)
+        user = key or await asyncio.to_thread(users.login, name, password)
         if user is None:
             self._access.login_failed(name, address)
             raise RtspRefusal(401, "wrong user name or password", _CHALLENGE)
+        self._access.login_succeeded(address)
         if remembered is None:
             audit("login", user=user.name, role=user.role.value, address=address, via="rtsp")
         now = time.monotonic()
-        self._checked = {d: kept for d, kept in self._checked.items() if kept[1] > now}
-        self._checked[digest] = (user.name, now + _REMEMBER_S)
+        self._checked = {d: kept for d, kept in self._checked.items() if kept[2] > now}
+        proof = api_key_digest(password) if key is not None else user.password
+        self._checked[digest] = (user.name, proof, now + _REMEMBER_S)
         return user
+
+
+def _credential(user: User, proof: str) -> bool:
+    """Whether the password hash or key digest remembered for a header is still ``user``'s."""
+    return proof == user.password or proof in user.api_keys
 
 
 def rtsp_server(cameras: Cameras, encoders: Encoders, access: Access, viewings: Viewings, host: str, port: int) -> RtspServer:

@@ -35,6 +35,8 @@ _MAX_HEAD = 8192  # bytes of one request's line and headers
 _MAX_BUFFERED = 4 << 20  # bytes queued to a TCP client before it counts as too slow and is dropped
 _REQUEST_TIMEOUT_S = 30  # for a request's head once its first byte came
 _IDLE_S = 60  # a connection with nothing playing that sends no request for this long is closed
+_UDP_IDLE_S = 90  # one playing over UDP must send something (keep-alives) at least this often
+_MAX_SESSIONS = 2  # per connection
 _METHODS = "OPTIONS, DESCRIBE, SETUP, PLAY, TEARDOWN, GET_PARAMETER"
 
 
@@ -108,7 +110,7 @@ class RtspServer:
         address = writer.get_extra_info("peername")[0]
         sessions: dict[str, _Session] = {}
         try:
-            while (request := await _read_request(reader, None if _playing(sessions) else _IDLE_S)) is not None:
+            while (request := await _read_request(reader, _idle_s(sessions))) is not None:
                 method, url, headers = request
                 status, reply_headers, body = await self._answer(method, url, headers, address, sessions, writer)
                 _reply(writer, status, headers.get("cseq", "0"), reply_headers, body)
@@ -169,14 +171,20 @@ class RtspServer:
     ) -> tuple[int, dict[str, str], bytes]:
         if track not in ("", "trackID=0"):
             return 404, {}, b""
+        if len(sessions) >= _MAX_SESSIONS:
+            return 453, {}, b""  # Not Enough Bandwidth: one connection, at most two sessions
         transport = headers.get("transport", "")
         session = _Session(secrets.token_hex(8), camera)
         fields = dict(part.partition("=")[::2] for part in transport.split(";"))
-        if "RTP/AVP/TCP" in transport:
-            session.channel = int(fields.get("interleaved", "0-1").split("-")[0])
+        try:
+            channel = int(fields.get("interleaved", "0-1").split("-")[0])
+            rtp_port = int(fields.get("client_port", "0").split("-")[0])
+        except ValueError:
+            return 461, {}, b""
+        if "RTP/AVP/TCP" in transport and 0 <= channel <= 254:
+            session.channel = channel
             answer = f"RTP/AVP/TCP;unicast;interleaved={session.channel}-{session.channel + 1};ssrc={session.ssrc:08X}"
-        elif "client_port" in fields:
-            rtp_port = int(fields["client_port"].split("-")[0])
+        elif "RTP/AVP/TCP" not in transport and 1 <= rtp_port <= 65534:
             session.udp_to = (address, rtp_port)
             loop = asyncio.get_running_loop()
             session.udp, _ = await loop.create_datagram_endpoint(
@@ -219,13 +227,19 @@ class RtspServer:
             _stop(session)
 
 
-def _playing(sessions: dict[str, _Session]) -> bool:
-    return any(session.playing is not None for session in sessions.values())
+def _idle_s(sessions: dict[str, _Session]) -> float | None:
+    """How long the connection may stay silent: for ever while it plays over TCP (a dead client
+    shows when its data backs up), a while longer than keep-alives over UDP, else _IDLE_S."""
+    playing = [session for session in sessions.values() if session.playing is not None]
+    if any(session.udp is None for session in playing):
+        return None
+    return _UDP_IDLE_S if playing else _IDLE_S
 
 
 def _stop(session: _Session) -> None:
     if session.playing is not None and session.playing is not asyncio.current_task():
         session.playing.cancel()
+    session.playing = None
     if session.subscriber is not None and session.encoder is not None:
         session.encoder.unsubscribe(session.subscriber)
         session.subscriber = None
@@ -245,8 +259,9 @@ async def _read_request(reader: asyncio.StreamReader, idle_s: float | None) -> t
         if not first:
             return None
         if first == b"$":  # interleaved binary data: channel, length, payload
-            header = await reader.readexactly(3)
-            await reader.readexactly(int.from_bytes(header[1:], "big"))
+            async with asyncio.timeout(_REQUEST_TIMEOUT_S):
+                header = await reader.readexactly(3)
+                await reader.readexactly(int.from_bytes(header[1:], "big"))
             continue
         async with asyncio.timeout(_REQUEST_TIMEOUT_S):
             head = first + await reader.readuntil(b"\r\n\r\n")
@@ -267,7 +282,8 @@ async def _read_request(reader: asyncio.StreamReader, idle_s: float | None) -> t
 
 def _reply(writer: asyncio.StreamWriter, status: int, cseq: str, headers: dict[str, str], body: bytes) -> None:
     reason = {200: "OK", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-              454: "Session Not Found", 461: "Unsupported Transport", 503: "Service Unavailable"}.get(status, "Error")
+              453: "Not Enough Bandwidth", 454: "Session Not Found", 461: "Unsupported Transport",
+              503: "Service Unavailable"}.get(status, "Error")
     lines = [f"RTSP/1.0 {status} {reason}", f"CSeq: {cseq}", "Server: streamer",
              *(f"{name}: {value}" for name, value in headers.items())]
     if body:
