@@ -119,6 +119,8 @@ def describe(settings: DetectorSettings, prefix: str | None = None) -> str:
         what = f"centerface {'int8' if settings.int8 else 'float'} x{settings.scale:g}"
         if settings.max_pixels:
             what += f" <={settings.max_pixels / 1e6:g}MP"
+        if settings.coarse_pixels:
+            what += f" +{settings.coarse_pixels / 1e6:g}MP"
     return f"{prefix or settings.profile}: {what}"
 
 
@@ -349,6 +351,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
     choice.add_argument("--backend", nargs="+", metavar="NAME", help="the configured detector with this backend")
     parser.add_argument("--threshold", type=float, help="operating score threshold; default: the detector's")
     parser.add_argument("--scale", type=float, help="detector.scale (centerface); default: the detector's")
+    parser.add_argument("--coarse-pixels", type=int, help="detector.coarse_pixels (centerface): a second, coarse pass")
     parser.add_argument("--float", dest="int8", action="store_false", default=None,
                         help="centerface: run the float model instead of the profile's int8")
     parser.add_argument("--padding", type=float, help="anonymizer padding; default: the configured one")
@@ -380,7 +383,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
             candidates = [(None, base | {"backend": name}) for name in args.backend]
         else:
             candidates = [(None, base)]
-        overrides = {"threshold": args.threshold, "scale": args.scale, "int8": args.int8}
+        overrides = {"threshold": args.threshold, "scale": args.scale, "int8": args.int8, "coarse_pixels": args.coarse_pixels}
         detectors = []
         for prefix, candidate in candidates:
             detector = DetectorSettings.model_validate(candidate | {k: v for k, v in overrides.items() if v is not None})

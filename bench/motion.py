@@ -11,7 +11,7 @@ in two black-and-white bands above and below the picture. It is made once per --
 
 Two ways through the product, each with every detector profile asked for:
 
-- ``files``: ``streamer anonymize CLIP -o OUT.mp4 --mode fill`` (``STREAMER_DETECTOR__PROFILE``);
+- ``files``: ``streamer anonymize CLIP -o OUT.mp4 --mode fill`` (``STREAMER_PIPELINE__DETECTOR__PROFILE``);
   OUT's frames are matched to the clip's by position, and their bands must agree.
 - ``live``: ``streamer serve`` with one camera playing the clip once in real time (``loop:
   false``, ``STREAMER_PIPELINE__DETECTOR__PROFILE``); this script is the one MJPEG viewer of
@@ -314,7 +314,7 @@ def run_files(clip: Clip, profile: str, workdir: Path) -> tuple[Path, Usage, str
     """``streamer anonymize`` the clip; returns the output, the run's usage and the command."""
     output = workdir / f"files-{profile}.mp4"
     log = workdir / f"files-{profile}.log"
-    env = {**ENVIRONMENT, "STREAMER_DETECTOR__PROFILE": profile}
+    env = {**ENVIRONMENT, "STREAMER_PIPELINE__DETECTOR__PROFILE": profile}
     command = [_streamer(), "anonymize", str(clip.path), "-o", str(output), "--mode", "fill"]
     meter, before = Meter(), children_cpu_s()
     with log.open("wb") as sink:

@@ -48,12 +48,20 @@ class Shape(str, Enum):
 # are set override it. Measured on faces-dev and the shared clips: see README, "Accuracy".
 DETECTOR_PROFILES: dict[str, dict[str, Any]] = {
     # MediaPipe BlazeFace: ~5 ms a frame, finds faces from ~1/20 of the image height up.
-    "fast": {"backend": "mediapipe", "threshold": 0.3, "scale": 1.0, "max_pixels": 0, "int8": False},
+    "fast": {"backend": "mediapipe", "threshold": 0.3, "scale": 1.0, "max_pixels": 0, "int8": False, "coarse_pixels": 0},
     # CenterFace in float on the image upscaled 2.5x (network input at most 2.5 MP): still images, files.
     # Float, because int8 here cost a point of privacy recall (README, Accuracy).
-    "accurate": {"backend": "centerface", "threshold": 0.2, "scale": 2.5, "max_pixels": 2_500_000, "int8": False},
+    # Plus a coarse pass at about 0.3 MP for faces too large for the upscaled image.
+    "accurate": {
+        "backend": "centerface", "threshold": 0.2, "scale": 2.5, "max_pixels": 2_500_000, "int8": False,
+        "coarse_pixels": 300_000,
+    },
     # CenterFace in int8 on the frame resized to about 0.5 MP (960x540 for 720p and 1080p): live cameras.
-    "realtime": {"backend": "centerface", "threshold": 0.2, "scale": 1.0, "max_pixels": 520_000, "int8": True},
+    # Plus a coarse pass at about 0.13 MP (480x270) for large and blurred faces.
+    "realtime": {
+        "backend": "centerface", "threshold": 0.2, "scale": 1.0, "max_pixels": 520_000, "int8": True,
+        "coarse_pixels": 130_000,
+    },
 }
 
 
@@ -76,6 +84,10 @@ class DetectorSettings(Strict):
     int8: bool = Field(
         False, description="centerface: run the model quantized to 8-bit integers (faster on CPUs with VNNI)"
     )
+    coarse_pixels: int = Field(
+        0, ge=0, description="centerface: also detect on the image shrunk to this many pixels (large, blurred faces); 0 = off",
+    )
+    coarse_threshold: float = Field(0.3, ge=0.0, le=1.0, description="centerface: minimum score of the coarse pass")
     threads: int = Field(1, ge=1, le=64, description="centerface: onnxruntime intra-op threads per detector")
     model_dir: str = Field("", description="folder of prepared models; empty means <sys.prefix>/share/streamer/models")
 
@@ -101,7 +113,7 @@ class LiveDetectorSettings(DetectorSettings):
 
 class AnonymizerSettings(Strict):
     mode: Mode = Mode.blur
-    padding: float = Field(1.3, ge=1.0, le=4.0, description="scale factor applied around each box")
+    padding: float = Field(1.4, ge=1.0, le=4.0, description="scale factor applied around each box")
     shape: Shape = Shape.box
     blur_strength: float = Field(
         0.5, gt=0.0, le=2.0, description="Gaussian sigma as a fraction of the region's larger side / 3"
@@ -261,7 +273,11 @@ class CameraSettings(Strict):
 
 class PipelineSettings(Strict):
     detect_fps: float = Field(0.0, ge=0.0, description="most detections a second; 0 = as fast as it goes")
-    hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
+    hold_s: float = Field(0.4, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
+    follow_s: float = Field(
+        2.0, ge=0.0, le=30.0,
+        description="a face's box also follows its motion (optical flow) this long after it was last seen; 0 = off",
+    )
     fail_mode: FailMode = FailMode.blur
     zones_file: str = Field(
         "zones.yaml", description="where the privacy zones drawn in the web UI are kept, by camera (relative: to "

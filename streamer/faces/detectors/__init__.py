@@ -25,6 +25,8 @@ def _centerface(settings: DetectorSettings) -> Detector:
         threads=settings.threads,
         max_pixels=settings.max_pixels,
         int8=settings.int8,
+        coarse_pixels=settings.coarse_pixels,
+        coarse_threshold=settings.coarse_threshold,
     )
 
 

