@@ -71,10 +71,11 @@ class Follower:
     def _grey(self, pixels: np.ndarray) -> np.ndarray:
         height, width = pixels.shape[:2]
         self._factor = min(1.0, WIDTH / width)
+        grey = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, :3]), cv2.COLOR_RGB2GRAY)  # first: a third to shrink
         if self._factor < 1.0:
             size = (round(width * self._factor), max(1, round(height * self._factor)))
-            pixels = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
-        return cv2.cvtColor(np.ascontiguousarray(pixels[:, :, :3]), cv2.COLOR_RGB2GRAY)
+            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        return grey
 
     def _move(self, previous: np.ndarray, grey: np.ndarray, width: int, height: int, at: float) -> None:
         start = np.concatenate([followed.points for followed in self._followed])
