@@ -52,6 +52,7 @@ from streamer.faces.anonymizer import coverage_mask  # noqa: E402
 from streamer.faces.detection import Face, iou  # noqa: E402
 from streamer.faces.detectors import create_detector  # noqa: E402
 from streamer.live.pipeline import CameraPipeline  # noqa: E402
+from streamer.live.scheduler import DetectionScheduler  # noqa: E402
 
 CACHE = ROOT / ".cache" / "leak"
 REF_PROFILE = "accurate"
@@ -153,8 +154,7 @@ def run_live(path: Path, seconds: float, detector: DetectorSettings) -> LiveRun:
         CameraSettings(name="leak", source=str(path), loop=True, realtime=True),
         settings.pipeline,
         settings.anonymizer,
-        partial(create_detector, detector),
-        detector.threshold,
+        DetectionScheduler(partial(create_detector, detector), detector.threshold),
     )
     run = LiveRun(seconds=seconds)
     last = threading.local()

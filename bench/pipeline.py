@@ -34,6 +34,7 @@ from streamer.config import CameraSettings, load_settings  # noqa: E402
 from streamer.faces.detectors import create_detector  # noqa: E402
 from streamer.heap import keep_freed_buffers  # noqa: E402
 from streamer.live.pipeline import CameraPipeline  # noqa: E402
+from streamer.live.scheduler import DetectionScheduler  # noqa: E402
 
 CLIPS = ROOT / ".cache" / "bench-clips"
 
@@ -43,13 +44,16 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
     width, height = (int(v) for v in size.split("x"))
     clip = make_clip(SINGLE_FACE, CLIPS, seconds=10, width=width, height=height, fps=30)
     settings = load_settings()
+    detections = DetectionScheduler(
+        partial(create_detector, settings.pipeline.detector), settings.pipeline.detector.threshold,
+        workers=settings.pipeline.detect_workers, detect_fps=settings.pipeline.detect_fps,
+    )
     pipelines = [
         CameraPipeline(
             CameraSettings(name=f"cam{i}", source=str(clip)),
             settings.pipeline,
             settings.anonymizer,
-            partial(create_detector, settings.pipeline.detector),
-            settings.pipeline.detector.threshold,
+            detections,
         )
         for i in range(cameras)
     ]

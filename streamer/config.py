@@ -272,7 +272,10 @@ class CameraSettings(Strict):
 
 
 class PipelineSettings(Strict):
-    detect_fps: float = Field(0.0, ge=0.0, description="most detections a second; 0 = as fast as it goes")
+    detect_fps: float = Field(0.0, ge=0.0, description="most detections a second per camera; 0 = as fast as it goes")
+    detect_workers: int = Field(
+        0, ge=0, le=64, description="detector threads shared by every camera, served in turn; 0 = one per core",
+    )
     hold_s: float = Field(0.4, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
     follow_s: float = Field(
         2.0, ge=0.0, le=30.0,

@@ -18,6 +18,7 @@ from .faces.detectors import create_detector
 from .http.app import build_app
 from .live.cameras import Cameras
 from .live.pipeline import CameraPipeline
+from .live.scheduler import DetectionScheduler
 from .shards import camera_map
 from .zones import ZonesFile
 
@@ -28,13 +29,18 @@ def create_app(settings: Settings) -> FastAPI:
     local = {p.name for p in placed if p.local}
     elsewhere = {p.name: f"shard {p.shard}" + (f", {p.url}" if p.url else "") for p in placed if not p.local}
     drawn = ZonesFile(Path(settings.pipeline.zones_file)).load()  # ConfigError stops the start
+    detections = DetectionScheduler(
+        partial(create_detector, settings.pipeline.detector),
+        settings.pipeline.detector.threshold,
+        workers=settings.pipeline.detect_workers,
+        detect_fps=settings.pipeline.detect_fps,
+    )
     pipelines = (
         CameraPipeline(
             camera.model_copy(update={"zones": drawn[camera.name]}) if camera.name in drawn else camera,
             settings.pipeline,
             settings.anonymizer,
-            partial(create_detector, settings.pipeline.detector),
-            settings.pipeline.detector.threshold,
+            detections,
         )
         for camera in settings.cameras
         if camera.name in local

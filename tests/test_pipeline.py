@@ -16,6 +16,7 @@ from streamer.config import AnonymizerSettings, CameraSettings, DetectorSettings
 from streamer.faces.detection import Face
 from streamer.faces.detectors import create_detector
 from streamer.live.pipeline import CameraPipeline
+from streamer.live.scheduler import DetectionScheduler
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,12 @@ def run_pipeline(
     clip: Path, factory, seconds: float, threshold: float = 0.3, **pipeline
 ) -> tuple[CameraPipeline, list]:
     """Run a pipeline on the clip (looped, real time) for ``seconds``; returns it and its output frames."""
+    settings = PipelineSettings(**pipeline)
     pipe = CameraPipeline(
         CameraSettings(name="test", source=str(clip)),
-        PipelineSettings(**pipeline),
+        settings,
         AnonymizerSettings(),
-        factory,
-        threshold=threshold,
+        DetectionScheduler(factory, threshold, detect_fps=settings.detect_fps),
     )
     outputs, seen = [], -1
     pipe.start()

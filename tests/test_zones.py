@@ -21,6 +21,7 @@ from imaging import sharpness
 from streamer.config import AnonymizerSettings, CameraSettings, ConfigError, FailMode, PipelineSettings, ZoneSettings, load_settings
 from streamer.faces.zones import ZoneMasks
 from streamer.live.pipeline import CameraPipeline
+from streamer.live.scheduler import DetectionScheduler
 from streamer.outputs.webrtc import use_host_addresses
 from test_pipeline import BrokenDetector, face_clip  # noqa: F401  (fixture)
 from viewers import jpeg_parts
@@ -67,7 +68,7 @@ def test_zone_points_outside_the_picture_are_refused_naming_the_key(tmp_path: Pa
 def test_a_zone_stays_hidden_while_the_detector_fails(face_clip):  # noqa: F811
     pipe = CameraPipeline(
         CameraSettings(name="door", source=str(face_clip), zones=(ZoneSettings(**LEFT),)),
-        PipelineSettings(fail_mode=FailMode.blur), AnonymizerSettings(), BrokenDetector, threshold=0.3,
+        PipelineSettings(fail_mode=FailMode.blur), AnonymizerSettings(), DetectionScheduler(BrokenDetector, 0.3),
     )
     pipe.start()
     try:

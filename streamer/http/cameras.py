@@ -70,6 +70,9 @@ class CameraStatus(BaseModel):
     stage_errors: dict[str, int] = Field(description="times a stage raised and was restarted")
     faces: int = Field(description="faces hidden in the newest output frame")
     latency_ms: Latency | None = Field(description="capture to output over the newest frames; null before any")
+    detect_wait_ms: Latency | None = Field(
+        description="how long the newest detected frames waited for one of the detector threads all cameras share"
+    )
     reconnects: int
     viewers: int = Field(description="open MJPEG streams")
     last_error: str | None

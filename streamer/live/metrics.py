@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
+import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
@@ -51,10 +52,23 @@ class RateCollector:
         yield family
 
 
+def percentiles_ms(seconds: Iterable[float]) -> dict[str, float] | None:
+    """Median and 95th percentile of durations in seconds, in ms; None for none."""
+    samples = list(seconds)
+    if not samples:
+        return None
+    p50, p95 = np.percentile(samples, [50, 95])
+    return {"p50": round(p50 * 1000, 1), "p95": round(p95 * 1000, 1)}
+
+
 FPS = RateCollector()
 REGISTRY.register(FPS)
 DETECT_SECONDS = Histogram(
     "streamer_detector_seconds", "Detector inference time per frame", ["camera"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
+)
+DETECT_WAIT_SECONDS = Histogram(
+    "streamer_detect_wait_seconds", "Time a frame offered for detection waited for a detector thread", ["camera"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
 LATENCY_SECONDS = Histogram(

@@ -1,8 +1,10 @@
-"""One camera's live pipeline: capture -> detect -> anonymize -> encode, one thread per stage.
+"""One camera's live pipeline: capture -> detect -> anonymize -> encode.
 
-Capture hands every frame to the anonymizer and the newest frame to the detector, through
-``LatestQueue``s: a stage that falls behind drops frames and counts them, nothing queues without
-bound. The detector runs at its own pace and feeds a ``Tracker``; the anonymizer hides the faces
+Capture, anonymize and encode are threads of the camera's own; detection is the process's
+``DetectionScheduler``, a pool of detector threads shared by every camera. Capture hands every
+frame to the anonymizer through a ``LatestQueue`` and offers the newest to the scheduler: a stage
+that falls behind drops frames and counts them, nothing queues without bound. Detections come back
+at the pool's pace and feed a ``Tracker``; the anonymizer hides the faces
 the tracker holds at each frame's capture time, and where the follower has followed them to.
 
 Fail closed: a frame for which the tracker has no answer (no frame detected within the hold time
@@ -32,13 +34,13 @@ import numpy as np
 from ..config import AnonymizerSettings, CameraSettings, PipelineSettings, ZoneSettings
 from ..faces.anonymizer import Anonymizer, hide_all
 from ..faces.zones import ZoneMasks
-from ..faces.detection import Detector
 from ..faces.following import Follower
 from ..faces.tracking import Tracker
 from . import metrics
 from .buffers import LatestQueue
 from .hub import FrameHub
 from ..redact import redact
+from .scheduler import Detection, DetectionScheduler, Seat
 from .sources import Frame, SourceEnded, SourceError, frames, source_kind
 
 log = logging.getLogger("streamer.pipeline")
@@ -47,7 +49,7 @@ _POLL_S = 0.25  # how often idle threads look at the stop flag
 _RESTART_S = 0.1  # pause before a stage that raised is run again...
 _RESTART_MAX_S = 5.0  # ...doubled, up to this, while it fails again within _STEADY_S of a restart
 _STEADY_S = 10.0
-_STAGES = ("capture", "detect", "anonymize", "encode")
+_STAGES = ("capture", "anonymize", "encode")  # the camera's threads; "detect" is the scheduler's
 
 
 class CameraState(str, Enum):
@@ -99,20 +101,18 @@ class CameraPipeline:
         camera: CameraSettings,
         settings: PipelineSettings,
         anonymizer: AnonymizerSettings,
-        detector_factory: Callable[[], Detector],
-        threshold: float,
+        detections: DetectionScheduler,
     ) -> None:
         self.camera = camera
         self.name = camera.name
         self.hub = FrameHub(settings.jpeg_quality)
         self._settings = settings
         self._anonymizer = Anonymizer(anonymizer)
-        self._detector_factory = detector_factory
-        self._threshold = threshold
+        self._detections = detections
+        self._seat: Seat | None = None
         self._tracker = Tracker(settings.hold_s)
         self._follower = Follower(settings.follow_s)  # used by the anonymize stage only
         self._zones = ZoneMasks(camera.zones)
-        self._to_detect: LatestQueue[Frame] = LatestQueue(1)
         # Room for the frames that arrive while the anonymizer waits for detection (60 fps at most).
         self._to_anonymize: LatestQueue[Frame] = LatestQueue(2 + math.ceil(settings.detect_wait_s * 60))
         self._to_encode: LatestQueue[_Anonymized] = LatestQueue(2)
@@ -126,16 +126,16 @@ class CameraPipeline:
         self.reconnects = 0
         self.faces = 0
         self.fail_closed = 0
-        self.stage_errors = dict.fromkeys(_STAGES, 0)
+        self.stage_errors = dict.fromkeys(("capture", "detect", "anonymize", "encode"), 0)
         self._latencies: deque[float] = deque(maxlen=300)  # seconds, the newest output frames
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         metrics.FPS.track(self.name, self.fps)
+        self._seat = self._detections.join(self.name, self._detected, self._detection_failed)
         bodies = {
             "capture": self._capture_loop,
-            "detect": self._detect_loop,
             "anonymize": partial(self._consume, self._to_anonymize, self._anonymize),
             "encode": partial(self._consume, self._to_encode, self._encode),
         }
@@ -169,6 +169,8 @@ class CameraPipeline:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        if self._seat is not None:
+            self._seat.leave()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -200,7 +202,7 @@ class CameraPipeline:
             "fps": fps,
             "frames": dict(self._counts),
             "dropped": {
-                "detect": self._to_detect.dropped,
+                "detect": self._seat.dropped if self._seat else 0,
                 "anonymize": self._to_anonymize.dropped,
                 "encode": self._to_encode.dropped,
             },
@@ -208,6 +210,7 @@ class CameraPipeline:
             "stage_errors": dict(self.stage_errors),
             "faces": self.faces,
             "latency_ms": self.latency_ms(),
+            "detect_wait_ms": self._seat.wait_ms() if self._seat else None,
             "reconnects": self.reconnects,
             "viewers": self.hub.viewers,
             "last_error": self.last_error,
@@ -221,11 +224,7 @@ class CameraPipeline:
 
     def latency_ms(self) -> dict[str, float] | None:
         """Capture-to-output latency over the newest output frames: median and 95th percentile."""
-        samples = list(self._latencies)
-        if not samples:
-            return None
-        p50, p95 = np.percentile(samples, [50, 95])
-        return {"p50": round(p50 * 1000, 1), "p95": round(p95 * 1000, 1)}
+        return metrics.percentiles_ms(self._latencies)
 
     def _detector_status(self) -> str:
         if self.detector_error:
@@ -257,7 +256,7 @@ class CameraPipeline:
                             log.info("camera %s: streaming", self.name)
                         attempt = 0
                         self._count("capture")
-                        if self._to_detect.put(frame):
+                        if self._seat is not None and self._seat.offer(frame):
                             metrics.DROPPED.labels(self.name, "detect").inc()
                         if self._to_anonymize.put(frame):
                             metrics.DROPPED.labels(self.name, "anonymize").inc()
@@ -283,43 +282,25 @@ class CameraPipeline:
             log.info("camera %s: reconnecting in %g s (attempt %d)", self.name, wait, attempt)
             self._stop.wait(wait)
 
-    def _detect_loop(self) -> None:
-        detector: Detector | None = None
-        min_period = 1.0 / self._settings.detect_fps if self._settings.detect_fps else 0.0
-        next_start = 0.0
-        try:
-            while not self._stop.is_set():
-                if min_period and (delay := next_start - time.monotonic()) > 0:
-                    self._stop.wait(delay)
-                frame = self._to_detect.get(_POLL_S)
-                if frame is None:
-                    continue
-                next_start = time.monotonic() + min_period
-                try:
-                    if detector is None:
-                        detector = self._detector_factory()
-                    started = time.monotonic()
-                    faces = detector.detect(frame.pixels, self._threshold)
-                    elapsed = time.monotonic() - started
-                except Exception as exc:
-                    if self.detector_error is None:
-                        log.error("camera %s: detector failed, frames are hidden whole: %s", self.name, exc)
-                    self.detector_error = f"failing: {exc}"
-                    if detector is not None:
-                        with contextlib.suppress(Exception):
-                            detector.close()
-                    detector = None
-                    self._stop.wait(1.0)
-                    continue
-                if self.detector_error is not None:
-                    log.info("camera %s: detector recovered", self.name)
-                    self.detector_error = None
-                self._tracker.update(frame.captured, faces)
-                self._count("detect")
-                metrics.DETECT_SECONDS.labels(self.name).observe(elapsed)
-        finally:
-            if detector is not None:
-                detector.close()
+    def _detected(self, detection: Detection) -> None:
+        """A detection from the scheduler (on one of its threads)."""
+        if self.detector_error is not None:
+            log.info("camera %s: detector recovered", self.name)
+            self.detector_error = None
+        self._tracker.update(detection.frame.captured, detection.faces)
+        self._count("detect")
+        metrics.DETECT_SECONDS.labels(self.name).observe(detection.detect_s)
+        metrics.DETECT_WAIT_SECONDS.labels(self.name).observe(detection.wait_s)
+
+    def _detection_failed(self, exc: Exception, detector: bool) -> None:
+        """The detector failed on this camera's frame (its frames are hidden whole until one is
+        detected again), or handling a detection did (a bug: counted as the detect stage's)."""
+        if not detector:
+            self._stage_failed("detect", exc)
+            return
+        if self.detector_error is None:
+            log.error("camera %s: detector failed, frames are hidden whole: %s", self.name, _brief(exc))
+        self.detector_error = f"failing: {_brief(exc)}"
 
     def _consume(self, queue: LatestQueue, handle: Callable) -> None:
         while not self._stop.is_set():

@@ -1,0 +1,168 @@
+"""One pool of detector threads for every live camera of the process.
+
+Each camera takes a seat at the scheduler and offers it its newest frame; a frame not yet taken
+when a newer one comes is dropped (and counted), as between any two stages. ``workers`` threads
+(one per core by default), each with its own detector, take the next frame from the seat served
+least recently: a camera whose detection is slow (a larger picture) cannot starve the others, a
+camera with nothing to offer takes no turn, and a seat that leaves frees its share at once. One
+camera alone gets every worker: two frames of it may be detected at once, which the tracker
+accepts in any order. ``detect_fps`` caps each camera's rate.
+
+A failing detector is closed, reported to the camera whose frame it failed on (which then hides
+its frames whole until a detection succeeds) and made anew for the next frame, after a pause. The
+scheduler's threads start with the first seat and end with the last.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from ..faces.detection import Detector, Face
+from ..redact import redact
+from .metrics import percentiles_ms
+from .sources import Frame
+from ..stills.workers import cpu_count
+
+log = logging.getLogger("streamer.pipeline")
+
+_POLL_S = 0.25  # how often an idle worker looks at the stop flag
+_FAILED_PAUSE_S = 1.0  # a worker whose detector failed waits this long before it takes a frame again
+
+
+@dataclass(frozen=True, slots=True)
+class Detection:
+    frame: Frame
+    faces: list[Face]
+    detect_s: float  # the detector's time
+    wait_s: float  # from the frame's offer to the start of its detection
+
+
+class Seat:
+    """A camera's place at the scheduler. ``on_result`` gets each ``Detection``; ``on_error`` an
+    exception from the detector (or from ``on_result``, with ``detector=False``)."""
+
+    def __init__(
+        self,
+        scheduler: DetectionScheduler,
+        name: str,
+        on_result: Callable[[Detection], None],
+        on_error: Callable[[Exception, bool], None],
+        min_period_s: float,
+    ) -> None:
+        self.name = name
+        self._scheduler = scheduler
+        self._on_result, self._on_error = on_result, on_error
+        self._min_period_s = min_period_s
+        self._pending: tuple[Frame, float] | None = None  # the newest frame and when it was offered
+        self._served = -float("inf")  # when a worker last took a frame of this seat
+        self.dropped = 0
+        self._waits: deque[float] = deque(maxlen=300)
+
+    def offer(self, frame: Frame) -> bool:
+        """The camera's newest frame for detection; True when an untaken older one was dropped for it."""
+        return self._scheduler._offer(self, frame)
+
+    def leave(self) -> None:
+        """No more frames from this camera; a detection already running still reports."""
+        self._scheduler._leave(self)
+
+    def wait_ms(self) -> dict[str, float] | None:
+        """Time frames waited for a worker, over the newest detections: median and 95th percentile."""
+        return percentiles_ms(self._waits)
+
+
+class DetectionScheduler:
+    def __init__(
+        self, detector_factory: Callable[[], Detector], threshold: float, workers: int = 0, detect_fps: float = 0.0
+    ) -> None:
+        self._factory = detector_factory
+        self._threshold = threshold
+        self.workers = workers or cpu_count()
+        self._min_period_s = 1.0 / detect_fps if detect_fps else 0.0
+        self._seats: list[Seat] = []
+        self._threads: list[threading.Thread] = []
+        self._cond = threading.Condition()
+        self.busy_s = 0.0  # detector time over all workers, for the pool's load
+
+    def join(self, name: str, on_result: Callable[[Detection], None], on_error: Callable[[Exception, bool], None]) -> Seat:
+        seat = Seat(self, name, on_result, on_error, self._min_period_s)
+        with self._cond:
+            self._seats.append(seat)
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            while len(self._threads) < self.workers:
+                thread = threading.Thread(target=self._work, name=f"detector-{len(self._threads)}", daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return seat
+
+    def _offer(self, seat: Seat, frame: Frame) -> bool:
+        with self._cond:
+            dropped = seat._pending is not None
+            if dropped:
+                seat.dropped += 1
+            seat._pending = (frame, time.monotonic())
+            self._cond.notify()
+            return dropped
+
+    def _leave(self, seat: Seat) -> None:
+        with self._cond:
+            if seat in self._seats:
+                self._seats.remove(seat)
+            seat._pending = None
+            self._cond.notify_all()  # with no seat left, the workers end
+
+    def _next(self) -> tuple[Seat, Frame, float] | None:
+        """The frame of the seat served least recently among those with one due; None when the
+        last seat has left. Called with the lock held."""
+        while self._seats:
+            now = time.monotonic()
+            due = [seat for seat in self._seats if seat._pending and now >= seat._served + seat._min_period_s]
+            if due:
+                seat = min(due, key=lambda s: s._served)
+                frame, offered = seat._pending
+                seat._pending, seat._served = None, now
+                return seat, frame, now - offered
+            waiting = [seat._served + seat._min_period_s - now for seat in self._seats if seat._pending]
+            self._cond.wait(min([_POLL_S, *waiting]))
+        return None
+
+    def _work(self) -> None:
+        detector: Detector | None = None
+        try:
+            while True:
+                with self._cond:
+                    task = self._next()
+                if task is None:
+                    return
+                seat, frame, wait_s = task
+                try:
+                    if detector is None:
+                        detector = self._factory()
+                    started = time.monotonic()
+                    faces = detector.detect(frame.pixels, self._threshold)
+                    elapsed = time.monotonic() - started
+                except Exception as exc:
+                    if detector is not None:
+                        with contextlib.suppress(Exception):
+                            detector.close()
+                    detector = None
+                    log.debug("detector failed on camera %s: %s", seat.name, redact(str(exc)))
+                    seat._on_error(exc, True)
+                    time.sleep(_FAILED_PAUSE_S)
+                    continue
+                with self._cond:
+                    self.busy_s += elapsed
+                seat._waits.append(wait_s)
+                try:
+                    seat._on_result(Detection(frame, faces, elapsed, wait_s))
+                except Exception as exc:  # the camera's bug: its frames go on being hidden whole meanwhile
+                    seat._on_error(exc, False)
+        finally:
+            if detector is not None:
+                detector.close()
