@@ -67,6 +67,9 @@ DETECT_SECONDS = Histogram(
     "streamer_detector_seconds", "Detector inference time per frame", ["camera"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),
 )
+DETECTOR_BUSY_SECONDS = Counter(
+    "streamer_detector_busy_seconds", "Time the shared detector threads spent detecting, all cameras (rate / threads = load)",
+)
 DETECT_WAIT_SECONDS = Histogram(
     "streamer_detect_wait_seconds", "Time a frame offered for detection waited for a detector thread", ["camera"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0),

@@ -25,7 +25,7 @@ from typing import Callable
 
 from ..faces.detection import Detector, Face
 from ..redact import redact
-from .metrics import percentiles_ms
+from .metrics import DETECTOR_BUSY_SECONDS, percentiles_ms
 from .sources import Frame
 from ..stills.workers import cpu_count
 
@@ -88,7 +88,6 @@ class DetectionScheduler:
         self._seats: list[Seat] = []
         self._threads: list[threading.Thread] = []
         self._cond = threading.Condition()
-        self.busy_s = 0.0  # detector time over all workers, for the pool's load
 
     def join(self, name: str, on_result: Callable[[Detection], None], on_error: Callable[[Exception, bool], None]) -> Seat:
         seat = Seat(self, name, on_result, on_error, self._min_period_s)
@@ -156,8 +155,7 @@ class DetectionScheduler:
                     seat._on_error(exc, True)
                     time.sleep(_FAILED_PAUSE_S)
                     continue
-                with self._cond:
-                    self.busy_s += elapsed
+                DETECTOR_BUSY_SECONDS.inc(elapsed)
                 seat._waits.append(wait_s)
                 try:
                     seat._on_result(Detection(frame, faces, elapsed, wait_s))
