@@ -374,8 +374,9 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
             candidates = [(None, {"profile": name, **shared}) for name in DETECTOR_PROFILES] + [
                 # what the profiles replace: issue 6's rows
                 ("before", {"profile": "accurate", "int8": False, "scale": 1.0, "max_pixels": 0, "threshold": 0.3,
+                            "coarse_pixels": 0, **shared}),
+                ("before", {"profile": "accurate", "int8": False, "scale": 2.0, "max_pixels": 0, "coarse_pixels": 0,
                             **shared}),
-                ("before", {"profile": "accurate", "int8": False, "scale": 2.0, "max_pixels": 0, **shared}),
             ]
         elif args.profile:
             candidates = [(None, {"profile": name, **shared}) for name in args.profile]
