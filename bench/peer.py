@@ -23,8 +23,9 @@ defaults, one after the other, ``--runs`` times each:
   i.e. 1.6x (``--mask-scale 1.3``), libx264 through imageio-ffmpeg, audio dropped);
 - streamer: ``python -m streamer anonymize CLIP -o OUT.mp4`` (the Python running this script,
   the working directory this checkout, so the ``streamer`` package measured is this checkout's;
-  detector profile ``accurate``: CenterFace on the frame upscaled 2.5x, to at most 2.5 MP, threshold
-  0.2; blur in the box scaled 1.3x around its centre; audio dropped).
+  video files run ``pipeline.detector``, the realtime profile: CenterFace in int8 at about 0.5 MP
+  plus a coarse pass at 0.13 MP, threshold 0.2, boxes following their faces; blur in the box scaled
+  by ``anonymizer.padding`` around its centre; audio dropped).
 
 Per tool and clip: the median over the runs of the wall time and of the CPU time of the tool and
 its children (``getrusage(RUSAGE_CHILDREN)`` deltas, so ffmpeg helpers count too), the output's
@@ -83,6 +84,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
 from machine import cpu  # noqa: E402
+from streamer.config import AnonymizerSettings  # noqa: E402
 from motion import ENVIRONMENT, EXPOSED, Meter, Tally, children_cpu_s, git_commit, score_file  # noqa: E402
 from motion_clip import ClipSpec, build  # noqa: E402
 
@@ -388,7 +390,8 @@ def score_motion(clip, venv: Path, workdir: Path) -> list[list[str]]:
     runs = {
         "deface": ({}, ["--replacewith", "img", "--replaceimg", str(png)],
                    "magenta ellipse in the 1.6x box (its blur's shape)"),
-        "streamer": (ENVIRONMENT, ["--mode", "fill"], "magenta fill of the 1.3x box (its blur's shape)"),
+        "streamer": (ENVIRONMENT, ["--mode", "fill"],
+                     f"magenta fill of the {AnonymizerSettings().padding:g}x box (its blur's shape)"),
     }
     rows = []
     print("  leak runs:", flush=True)

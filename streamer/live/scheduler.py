@@ -69,7 +69,8 @@ class Seat:
         return self._scheduler._offer(self, frame)
 
     def leave(self) -> None:
-        """No more frames from this camera; a detection already running still reports."""
+        """No more frames from this camera; a detection already running still reports. The last
+        seat to leave waits (up to 5 s) until the scheduler's threads have ended."""
         self._scheduler._leave(self)
 
     def wait_ms(self) -> dict[str, float] | None:
@@ -109,12 +110,17 @@ class DetectionScheduler:
             self._cond.notify()
             return dropped
 
-    def _leave(self, seat: Seat) -> None:
+    def _leave(self, seat: Seat, timeout: float = 5.0) -> None:
         with self._cond:
             if seat in self._seats:
                 self._seats.remove(seat)
             seat._pending = None
-            self._cond.notify_all()  # with no seat left, the workers end
+            self._cond.notify_all()  # with no seat left, the workers end...
+            ending = [] if self._seats else list(self._threads)
+        deadline = time.monotonic() + timeout
+        for thread in ending:  # ...and are waited for: a detector must not be running as the process exits
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next(self) -> tuple[Seat, Frame, float] | None:
         """The frame of the seat served least recently among those with one due; None when the
