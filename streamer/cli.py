@@ -301,7 +301,7 @@ def _anonymize_videos(
         try:
             with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
                 report = anonymize_video(
-                    source, target, pool, threshold, anonymizer, settings.pipeline.hold_s, settings.pipeline.follow_s,
+                    source, target, pool, threshold, anonymizer, settings.pipeline.file_hold_s, settings.pipeline.follow_s,
                     fail_mode=settings.pipeline.fail_mode, keep_audio=keep_audio, on_frame=bar.update, zones=zones,
                 )
         except (OSError, VideoError) as exc:

@@ -276,7 +276,11 @@ class PipelineSettings(Strict):
     detect_workers: int = Field(
         0, ge=0, le=64, description="detector threads shared by every camera, served in turn; 0 = one per core",
     )
-    hold_s: float = Field(0.4, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
+    hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
+    file_hold_s: float = Field(
+        0.4, gt=0.0, le=10.0,
+        description="video files: the same, in frames at the file's rate (every frame is detected: it only bridges misses)",
+    )
     follow_s: float = Field(
         2.0, ge=0.0, le=30.0,
         description="a face's box also follows its motion (optical flow) this long after it was last seen; 0 = off",

@@ -34,7 +34,7 @@ MAX_BACK_PX = 1.0  # forward-backward error a point may have, in px of the grey 
 MAX_SCALE_STEP = 1.25  # most a box may grow (or 1/x shrink) from one frame to the next
 _SAME_FACE_IOU = 0.3  # a detection this close to a followed box is the same face
 _DUPLICATE_IOU = 0.5  # a lost box this close to a detected one follows the same face: dropped
-_FLOW = dict(winSize=(15, 15), maxLevel=3, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+_FLOW = dict(winSize=(11, 11), maxLevel=2, criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 0.03))
 
 
 @dataclass(slots=True)
