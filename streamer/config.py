@@ -274,7 +274,8 @@ class CameraSettings(Strict):
 class PipelineSettings(Strict):
     detect_fps: float = Field(0.0, ge=0.0, description="most detections a second per camera; 0 = as fast as it goes")
     detect_workers: int = Field(
-        0, ge=0, le=64, description="detector threads shared by every camera, served in turn; 0 = one per core",
+        0, ge=0, le=64,
+        description="detector threads shared by every camera, served in turn; 0 = one per core, or per camera if more",
     )
     hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
     file_hold_s: float = Field(
