@@ -101,7 +101,7 @@ def run_pipeline(
         CameraSettings(name="test", source=str(clip)),
         settings,
         AnonymizerSettings(),
-        DetectionScheduler(factory, threshold, detect_fps=settings.detect_fps),
+        DetectionScheduler(factory, threshold, workers=settings.detect_workers, detect_fps=settings.detect_fps),
     )
     outputs, seen = [], -1
     pipe.start()
@@ -148,7 +148,7 @@ def test_every_output_frame_has_the_face_hidden(face_clip, raw_frames):
 
 def test_a_slow_detector_drops_frames_but_output_keeps_the_capture_rate(face_clip):
     rss_before = rss_mb()
-    pipe, outputs = run_pipeline(face_clip, lambda: SlowDetector(0.15), seconds=4)
+    pipe, outputs = run_pipeline(face_clip, lambda: SlowDetector(0.15), seconds=4, detect_workers=1)
     status = pipe.final_status
     assert status["dropped"]["detect"] > 30  # the detector skipped most frames
     assert status["fps"]["detect"] < 8

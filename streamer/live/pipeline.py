@@ -299,8 +299,8 @@ class CameraPipeline:
             self._stage_failed("detect", exc)
             return
         if self.detector_error is None:
-            log.error("camera %s: detector failed, frames are hidden whole: %s", self.name, _brief(exc))
-        self.detector_error = f"failing: {_brief(exc)}"
+            log.error("camera %s: detector failed, frames are hidden whole: %s", self.name, exc)
+        self.detector_error = f"failing: {exc}"
 
     def _consume(self, queue: LatestQueue, handle: Callable) -> None:
         while not self._stop.is_set():
