@@ -4,8 +4,8 @@ Capture, anonymize and encode are threads of the camera's own; detection is the 
 ``DetectionScheduler``, a pool of detector threads shared by every camera. Capture hands every
 frame to the anonymizer through a ``LatestQueue`` and offers the newest to the scheduler: a stage
 that falls behind drops frames and counts them, nothing queues without bound. Detections come back
-at the pool's pace and feed a ``Tracker``; the anonymizer hides the faces
-the tracker holds at each frame's capture time, and where the follower has followed them to.
+at the pool's pace and feed a ``Tracker``; the anonymizer hides the faces the tracker holds at
+each frame's capture time, and the same faces where the ``Follower`` has followed them to.
 
 Fail closed: a frame for which the tracker has no answer (no frame detected within the hold time
 before it: the detector is slow, stalled or failing, or has not started) is hidden whole. No frame

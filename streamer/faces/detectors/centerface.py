@@ -13,8 +13,9 @@ onnxruntime keeps that memory in its arena for the next call (which makes calls 
 
 ``coarse_pixels`` adds a second pass on the image shrunk to that many pixels, for faces too large
 or too blurred for the first (a face the network sees at 100-200 px and blurred by motion or zoom
-is often missed, yet found at half that size); its boxes (scoring at least ``coarse_threshold``)
-join the first pass's before suppression. It is skipped when the first pass is no larger.
+is often missed, yet found at half that size). Its boxes scoring at least ``coarse_threshold``
+are merged with the first pass's: one on a face the first pass found widens that face's box to
+enclose both, the others are added. It is skipped when the first pass is no larger.
 
 ``max_pixels`` sets a smaller budget: the image is resized by ``scale`` or less, so that the
 network input has at most that many pixels (small photos are upscaled fully, large frames may be
