@@ -1,7 +1,7 @@
 """Motion benchmark for privacy: faces that a moving, zooming, shaking camera lets slip through.
 
 Usage: ``python bench/motion.py [--profiles fast accurate realtime] [--paths files live]
-[--seconds 20] [--shots 6] [--seed 1] [--min-height 32] [--keep] [--markdown]``.
+[--seconds 20] [--shots 6] [--seed 1] [--min-height 32] [--beside N WxH] [--keep] [--markdown]``.
 
 The clip (``bench/motion_clip.py``): faces-dev photos filmed by a virtual camera that pans, zooms
 (faces from about 30 to 230 px tall) and shakes, with hard cuts between shots, 1280x720 at 30 fps
@@ -21,6 +21,8 @@ Two ways through the product, each with every detector profile asked for:
   takes no CPU from the server. The server's still-image pool, unused here, gets one worker with
   the fast detector, so that it starts quickly and stays out of the camera's way. The clip's
   one-second lead-in covers the moments between the camera starting and this viewer connecting.
+  With ``--beside N WxH`` the server has N more cameras, each looping the single-face clip of
+  ``bench/pipeline.py`` at WxH and 30 fps with no viewer, which share the detector with the clip's.
 
 What is hidden: faces are filled with magenta (``anonymizer.fill_color`` [255, 0, 255]), a colour
 that H.264 and JPEG (4:2:0) keep far from any colour of the photos. A pixel counts as hidden when
@@ -165,6 +167,24 @@ class Tally:
                 self.longest, self.longest_track, self.longest_end = self.streaks[track], track, index
         for track in set(self.streaks) - present:
             del self.streaks[track]
+
+
+@dataclass(frozen=True, slots=True)
+class Beside:
+    """More cameras on the server: ``cameras`` of the single-face clip at ``size``."""
+
+    cameras: int
+    size: str
+
+    def clip(self) -> Path:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from clips import SINGLE_FACE, make_clip
+
+        width, height = (int(v) for v in self.size.split("x"))
+        return make_clip(SINGLE_FACE, CACHE.parent / "bench-clips", seconds=10, width=width, height=height, fps=30)
+
+    def __str__(self) -> str:
+        return f"1 of {self.cameras + 1} ({self.cameras} x {self.size} beside)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,12 +426,15 @@ class MjpegReader(threading.Thread):
         self._conn.close()
 
 
-def run_live(clip: Clip, profile: str, workdir: Path) -> tuple[list[bytes], dict, Usage, str]:
-    """Serve the clip as a camera played once and read its MJPEG stream; returns the JPEGs, the
-    camera's final status, the usage while it streamed and the command."""
+def run_live(clip: Clip, profile: str, workdir: Path, beside: Beside | None) -> tuple[list[bytes], dict, Usage, str]:
+    """Serve the clip as a camera played once (next to the ``beside`` cameras) and read its MJPEG
+    stream; returns the JPEGs, the camera's final status, the usage while it streamed and the command."""
     port = _free_port()
     log = workdir / f"live-{profile}.log"
     camera = [{"name": CAMERA, "source": str(clip.path), "loop": False}]
+    if beside is not None:
+        other = beside.clip()
+        camera += [{"name": f"beside{i}", "source": str(other)} for i in range(beside.cameras)]
     env = {
         **ENVIRONMENT,
         "STREAMER_PIPELINE__DETECTOR__PROFILE": profile,
@@ -522,6 +545,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--min-height", type=float, default=32.0, help="smallest face counted, px")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the faces-dev folder")
+    parser.add_argument("--beside", nargs=2, metavar=("N", "WxH"),
+                        help="live: N more cameras at WxH on the server, sharing its detector")
     parser.add_argument("--keep", action="store_true", help=f"keep outputs and logs under {CACHE / 'runs'}")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     args = parser.parse_args(argv)
@@ -540,11 +565,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         scratch = tempfile.TemporaryDirectory(prefix="motion-")
         workdir = Path(scratch.name)
+    beside = Beside(int(args.beside[0]), args.beside[1]) if args.beside else None
     rows: list[Row] = []
     try:
         for path in args.paths:
             for profile in args.profiles:
-                rows.append(run_one(path, profile, clip, workdir, args.min_height, args.keep))
+                rows.append(run_one(path, profile, clip, workdir, args.min_height, args.keep, beside))
     finally:
         if scratch is not None:
             scratch.cleanup()
@@ -556,7 +582,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"outputs and logs: {workdir}")
 
 
-def run_one(path: str, profile: str, clip: Clip, workdir: Path, min_height: float, keep: bool) -> Row:
+def run_one(
+    path: str, profile: str, clip: Clip, workdir: Path, min_height: float, keep: bool, beside: Beside | None = None
+) -> Row:
     """One (path, profile) run, scored; prints what it ran and a line of details."""
     try:
         if path == "files":
@@ -566,7 +594,9 @@ def run_one(path: str, profile: str, clip: Clip, workdir: Path, min_height: floa
             row = Row(path, profile, tally, usage, None)
             details = ""
         else:
-            jpegs, status, usage, ran = run_live(clip, profile, workdir)
+            jpegs, status, usage, ran = run_live(clip, profile, workdir, beside)
+            if beside is not None:
+                path = f"live, {beside}"
             print(f"{path}/{profile}: {ran}", flush=True)
             if keep:
                 (workdir / f"live-{profile}.mjpeg").write_bytes(b"".join(jpegs))

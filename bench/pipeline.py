@@ -21,7 +21,6 @@ import shlex
 import subprocess
 import sys
 import time
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +30,6 @@ from clips import SINGLE_FACE, make_clip  # noqa: E402
 
 from machine import cpu  # noqa: E402
 from streamer.config import CameraSettings, load_settings  # noqa: E402
-from streamer.faces.detectors import create_detector  # noqa: E402
 from streamer.heap import keep_freed_buffers  # noqa: E402
 from streamer.live.pipeline import CameraPipeline  # noqa: E402
 from streamer.live.scheduler import DetectionScheduler  # noqa: E402
@@ -44,10 +42,7 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
     width, height = (int(v) for v in size.split("x"))
     clip = make_clip(SINGLE_FACE, CLIPS, seconds=10, width=width, height=height, fps=30)
     settings = load_settings()
-    detections = DetectionScheduler(
-        partial(create_detector, settings.pipeline.detector), settings.pipeline.detector.threshold,
-        workers=settings.pipeline.detect_workers, detect_fps=settings.pipeline.detect_fps,
-    )
+    detections = DetectionScheduler.for_pipeline(settings.pipeline)
     pipelines = [
         CameraPipeline(
             CameraSettings(name=f"cam{i}", source=str(clip)),
@@ -59,6 +54,9 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
     ]
     for pipeline in pipelines:
         pipeline.start()
+    started = time.monotonic()
+    while any(p.status()["detector"] == "starting" for p in pipelines) and time.monotonic() < started + 60:
+        time.sleep(0.1)  # every detector thread loads its model first (seconds, when they load side by side)
     time.sleep(warmup)
     before = [pipeline.status() for pipeline in pipelines]
     cpu0, wall0 = os.times(), time.monotonic()
@@ -67,6 +65,8 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
         time.sleep(0.5)
     cpu1, wall1 = os.times(), time.monotonic()
     after = [pipeline.status() for pipeline in pipelines]
+    global LAST
+    LAST = [(a["fps"], a["frames"]["whole"] - b["frames"]["whole"]) for a, b in zip(after, before)]
     for pipeline in pipelines:
         pipeline.stop()
     elapsed = wall1 - wall0

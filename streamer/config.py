@@ -278,6 +278,11 @@ class PipelineSettings(Strict):
         description="detector threads shared by every camera, served in turn; 0 = one per core, or per camera if more",
     )
     hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
+    whole_every_s: float = Field(
+        0.4, ge=0.0, le=10.0,
+        description="while cameras queue for the detector, each still gets a whole-frame detection this often and "
+        "detections between look only around its known faces; 0 = every detection is whole",
+    )
     file_hold_s: float = Field(
         0.4, gt=0.0, le=10.0,
         description="video files: the same, in frames at the file's rate (every frame is detected: it only bridges misses)",

@@ -8,13 +8,11 @@ status and hubs of anonymized frames, and imports neither ``live.sources`` nor `
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from .config import Settings
-from .faces.detectors import create_detector
 from .http.app import build_app
 from .live.cameras import Cameras
 from .live.pipeline import CameraPipeline
@@ -29,12 +27,7 @@ def create_app(settings: Settings) -> FastAPI:
     local = {p.name for p in placed if p.local}
     elsewhere = {p.name: f"shard {p.shard}" + (f", {p.url}" if p.url else "") for p in placed if not p.local}
     drawn = ZonesFile(Path(settings.pipeline.zones_file)).load()  # ConfigError stops the start
-    detections = DetectionScheduler(
-        partial(create_detector, settings.pipeline.detector),
-        settings.pipeline.detector.threshold,
-        workers=settings.pipeline.detect_workers,
-        detect_fps=settings.pipeline.detect_fps,
-    )
+    detections = DetectionScheduler.for_pipeline(settings.pipeline)
     pipelines = (
         CameraPipeline(
             camera.model_copy(update={"zones": drawn[camera.name]}) if camera.name in drawn else camera,

@@ -101,7 +101,10 @@ def run_pipeline(
         CameraSettings(name="test", source=str(clip)),
         settings,
         AnonymizerSettings(),
-        DetectionScheduler(factory, threshold, workers=settings.detect_workers, detect_fps=settings.detect_fps),
+        DetectionScheduler(
+            factory, threshold, workers=settings.detect_workers, detect_fps=settings.detect_fps,
+            whole_every_s=settings.whole_every_s,
+        ),
     )
     outputs, seen = [], -1
     pipe.start()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from streamer.faces.detection import Face
-from streamer.live.scheduler import DetectionScheduler
+from streamer.live.scheduler import Detection, DetectionScheduler
 from streamer.live.sources import Frame
 
 
@@ -29,17 +29,26 @@ class CostlyDetector:
 class Camera:
     """Offers a new frame every ``period_s`` (a camera at 1/period_s fps) and counts its detections."""
 
-    def __init__(self, scheduler: DetectionScheduler, name: str, cost_ms: int, period_s: float = 0.002) -> None:
+    def __init__(
+        self, scheduler: DetectionScheduler, name: str, cost_ms: int, period_s: float = 0.002, size: int = 4,
+        focus: list[Face] | None = None,
+    ) -> None:
         self.name, self.period_s = name, period_s
-        self.pixels = np.zeros((4, 4, 3), np.uint8)
+        self.pixels = np.zeros((size, size, 3), np.uint8)
         self.pixels[0, 0, 0] = cost_ms
         self.detected: list[float] = []  # monotonic times of the detections
+        self.whole: list[float] = []  # ...of those that looked at the whole frame
         self.errors: list[Exception] = []
-        self.seat = scheduler.join(name, lambda d: self.detected.append(time.monotonic()),
-                                   lambda exc, detector: self.errors.append(exc))
+        self.seat = scheduler.join(name, self._detection, lambda exc, detector: self.errors.append(exc),
+                                   None if focus is None else lambda: focus)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._offer, daemon=True)
         self._thread.start()
+
+    def _detection(self, detection: Detection) -> None:
+        self.detected.append(time.monotonic())
+        if detection.whole:
+            self.whole.append(self.detected[-1])
 
     def _offer(self) -> None:
         index = 0
@@ -140,3 +149,34 @@ def test_the_threads_end_with_the_last_camera(scheduler):
     while any(t.name.startswith("detector-") for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(t.name.startswith("detector-") for t in threading.enumerate())
+
+
+class WindowedDetector(CostlyDetector):
+    """Whole 400 px frames take 40 ms; the small windows around known faces 2 ms."""
+
+    def detect(self, image: np.ndarray, threshold: float) -> list[Face]:
+        time.sleep(0.04 if image.shape[0] >= 400 else 0.002)
+        return []
+
+
+def test_cameras_that_queue_get_detections_around_their_faces_between_whole_ones():
+    scheduler = DetectionScheduler(WindowedDetector, threshold=0.5, workers=1, whole_every_s=0.3)
+    face = [Face((100, 100, 20, 20), 0.9)]
+    cameras = [Camera(scheduler, name, cost_ms=0, size=400, focus=face) for name in ("a", "b")]
+    time.sleep(1.5)
+    for camera in cameras:
+        camera.leave()
+    for camera in cameras:
+        first = camera.whole[0]
+        # whole frames alone: one 40 ms detection after the other, ~12 a second for both
+        assert camera.rate(first, first + 1.2) >= 20
+        # every camera still gets a whole frame at least every 0.3 s (and a little: a worker may be busy)
+        assert max(np.diff(camera.whole)) <= 0.3 + 0.1
+
+
+def test_a_camera_alone_gets_whole_detections_only():
+    scheduler = DetectionScheduler(WindowedDetector, threshold=0.5, workers=1, whole_every_s=0.3)
+    alone = Camera(scheduler, "alone", cost_ms=0, size=400, focus=[Face((100, 100, 20, 20), 0.9)])
+    time.sleep(1.0)
+    alone.leave()
+    assert len(alone.detected) >= 15 and alone.whole == alone.detected  # no one waits: nothing to save

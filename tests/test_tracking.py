@@ -1,3 +1,5 @@
+import time
+
 from streamer.faces.detection import Face
 from streamer.faces.tracking import Tracker
 from streamer.live.buffers import LatestQueue
@@ -30,6 +32,22 @@ def test_a_face_first_seen_on_a_later_frame_is_hidden_on_the_frames_before():
     # up to hold_s before it was first seen (it was most likely there, missed)
     assert tracker.faces_at(1.1) == [FACE]
     assert tracker.faces_at(1.0) == [FACE]
+
+
+def test_detections_around_known_faces_move_them_but_do_not_answer_for_the_frame():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [FACE])
+    moved = Face((110, 104, 50, 60), 0.8)
+    tracker.update(1.3, [moved], whole=False)
+    assert tracker.current() == [moved]
+    assert tracker.faces_at(1.3) == [moved]
+    tracker.update(1.6, [moved], whole=False)
+    # the newest look at the whole frame is 0.6 s old: a face may have come in since
+    assert tracker.faces_at(1.6) is None
+    assert not tracker.wait_for(1.6, time.monotonic() + 0.05)  # it waits for a whole one, in vain
+    tracker.update(1.7, [moved])
+    assert tracker.wait_for(1.6, time.monotonic() + 0.05)
+    assert tracker.faces_at(1.7) == [moved]
 
 
 def test_a_moving_face_keeps_one_box_that_follows_it():

@@ -51,6 +51,11 @@ class Follower:
         self._previous: np.ndarray | None = None  # the grey copy of the last frame
         self._factor = 1.0  # grey copy px per frame px
 
+    @property
+    def faces(self) -> list[Face]:
+        """Where the followed faces were on the newest frame (safe to read from another thread)."""
+        return [followed.face for followed in self._followed]
+
     def step(self, pixels: np.ndarray, at: float, detected: list[Face] | None) -> list[Face]:
         """Follow every box into this frame (RGB, taken at ``at``) and return where they are now.
         ``detected``: the faces the detector found on this very frame, or None when it did not
@@ -66,7 +71,7 @@ class Follower:
         if detected:
             self._anchor(grey, detected, at)
         self._previous = grey
-        return [followed.face for followed in self._followed]
+        return self.faces
 
     def _grey(self, pixels: np.ndarray) -> np.ndarray:
         height, width = pixels.shape[:2]

@@ -12,6 +12,10 @@ fast or the camera jumped. A face first seen on a later frame is hidden on the f
 Times need not be seconds: video files use frame numbers, so that gaps in their timestamps do not
 end a face's hold. What the tracker has forgotten it never answers for: a frame asked about after
 the detections around it were pruned gets ``None`` (hide it whole), never "no faces".
+
+A detection may also have looked only around the faces already known (``whole=False``, see
+``focus.py``): it moves and refreshes their boxes, but says nothing of the rest of the picture, so
+only detections of whole frames count for the answer "these are all the faces" (``hold_s``).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Tracker:
         self._tracks: list[Track] = []
         self._last_detection: float | None = None
         self._detected: list[float] = []  # capture times of the frames detected, ascending
+        self._whole: list[float] = []  # those of them detected whole, ascending
         self._found: dict[float, list[Face]] = {}  # the faces found on each of those frames
         self._forgotten_before = -math.inf  # detections older than this have been pruned
         self._lock = threading.Lock()
@@ -53,8 +58,9 @@ class Tracker:
         """Capture time of the newest frame the detector has finished, or None before the first."""
         return self._last_detection
 
-    def update(self, captured: float, faces: list[Face]) -> None:
-        """Record the faces found on the frame captured at ``captured``."""
+    def update(self, captured: float, faces: list[Face], whole: bool = True) -> None:
+        """Record the faces found on the frame captured at ``captured``: on all of it, or (``whole``
+        False) only around the faces known before."""
         with self._lock:
             unmatched = list(self._tracks)
             for face in sorted(faces, key=lambda f: f.score, reverse=True):
@@ -74,22 +80,38 @@ class Tracker:
             horizon = captured - 2 * self.hold_s
             self._forgotten_before = max(self._forgotten_before, horizon)
             insort(self._detected, captured)
+            if whole:
+                insort(self._whole, captured)
             self._found[captured] = faces
             for old in self._detected[: bisect_left(self._detected, horizon)]:
                 self._found.pop(old, None)
             del self._detected[: bisect_left(self._detected, horizon)]
+            del self._whole[: bisect_left(self._whole, horizon)]
             self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
             for track in self._tracks:
                 track.seen = [item for item in track.seen if item[0] >= horizon]
             self._last_detection = captured if self._last_detection is None else max(self._last_detection, captured)
             self._updated.notify_all()
 
-    def wait_for(self, captured: float, deadline: float) -> bool:
-        """Wait until a frame captured at or after ``captured`` is detected, or the monotonic clock
-        reaches ``deadline``; True if it was. A stalled detector costs each frame at most the time
-        left until its deadline, so a backlog of frames is never held up twice."""
+    def current(self) -> list[Face]:
+        """The newest box of every face still held after the newest detection."""
         with self._lock:
-            while self._last_detection is None or self._last_detection < captured:
+            if self._last_detection is None:
+                return []
+            return [t.face for t in self._tracks if t.last_seen >= self._last_detection - self.hold_s]
+
+    def wait_for(self, captured: float, deadline: float) -> bool:
+        """Wait until a frame captured at or after ``captured`` is detected, and one at or within
+        ``hold_s`` before it was detected whole, or the monotonic clock reaches ``deadline``; True
+        if they were. A stalled detector costs each frame at most the time left until its
+        deadline, so a backlog of frames is never held up twice."""
+        with self._lock:
+            while (
+                self._last_detection is None
+                or self._last_detection < captured
+                or not self._whole
+                or self._whole[-1] < captured - self.hold_s
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -104,7 +126,7 @@ class Tracker:
 
     def faces_at(self, captured: float) -> list[Face] | None:
         """Faces to hide on a frame captured at ``captured``; None when they are not known: no frame
-        detected at or within ``hold_s`` before it (a later detection alone does not say the face
+        detected whole at or within ``hold_s`` before it (a later detection alone does not say the face
         was not there yet), or the detections it needs already pruned (the frame is far older than
         the newest detection).
 
@@ -113,8 +135,8 @@ class Tracker:
         first one after it (detections later than ``captured`` by more than ``hold_s`` are not used).
         """
         with self._lock:
-            newest_before = bisect_right(self._detected, captured) - 1
-            if newest_before < 0 or self._detected[newest_before] < captured - self.hold_s:
+            newest_before = bisect_right(self._whole, captured) - 1
+            if newest_before < 0 or self._whole[newest_before] < captured - self.hold_s:
                 return None
             if captured - self.hold_s < self._forgotten_before:
                 return None

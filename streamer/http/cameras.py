@@ -63,7 +63,9 @@ class CameraStatus(BaseModel):
     source: str | None = Field(description="the configured source, its password hidden; admins only (else null)")
     kind: str = Field(description="rtsp, v4l2, file or pattern")
     state: str = Field(description="starting, streaming, reconnecting, ended or stopped")
-    fps: dict[str, float] = Field(description="frames a second over the last seconds: capture, detect, output")
+    fps: dict[str, float] = Field(
+        description="frames a second over the last seconds: capture, detect (of them whole: of whole frames), output"
+    )
     frames: dict[str, int] = Field(description="frames handled since start, by stage")
     dropped: dict[str, int] = Field(description="frames dropped before a stage because that stage was behind (the newest frame wins), by stage")
     fail_closed_frames: int = Field(description="frames hidden whole because detection was stale or failing")

@@ -9,7 +9,9 @@ import numpy as np
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-FRAMES = Counter("streamer_frames_total", "Frames handled, by pipeline stage", ["camera", "stage"])
+FRAMES = Counter(
+    "streamer_frames_total", "Frames handled, by pipeline stage (whole: detections of whole frames)", ["camera", "stage"]
+)
 DROPPED = Counter(
     "streamer_frames_dropped_total", "Frames a stage skipped because it was behind, by stage", ["camera", "stage"]
 )

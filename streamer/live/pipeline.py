@@ -33,6 +33,7 @@ import numpy as np
 
 from ..config import AnonymizerSettings, CameraSettings, PipelineSettings, ZoneSettings
 from ..faces.anonymizer import Anonymizer, hide_all
+from ..faces.detection import Face
 from ..faces.zones import ZoneMasks
 from ..faces.following import Follower
 from ..faces.tracking import Tracker
@@ -118,7 +119,8 @@ class CameraPipeline:
         self._to_encode: LatestQueue[_Anonymized] = LatestQueue(2)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._rates = {stage: RateMeter() for stage in ("capture", "detect", "output")}
+        # "whole": the detections that looked at the whole frame (the others: around known faces)
+        self._rates = {stage: RateMeter() for stage in ("capture", "detect", "whole", "output")}
         self._counts = dict.fromkeys(self._rates, 0)
         self.state = CameraState.starting
         self.last_error: str | None = None
@@ -133,7 +135,7 @@ class CameraPipeline:
 
     def start(self) -> None:
         metrics.FPS.track(self.name, self.fps)
-        self._seat = self._detections.join(self.name, self._detected, self._detection_failed)
+        self._seat = self._detections.join(self.name, self._detected, self._detection_failed, self._known_faces)
         bodies = {
             "capture": self._capture_loop,
             "anonymize": partial(self._consume, self._to_anonymize, self._anonymize),
@@ -181,7 +183,8 @@ class CameraPipeline:
     # -- status ----------------------------------------------------------------------------
 
     def fps(self) -> dict[str, float]:
-        """Frames a second over the last seconds, by stage (capture, detect, output)."""
+        """Frames a second over the last seconds, by stage (capture, detect, output; and "whole":
+        the detections of whole frames among "detect")."""
         return {stage: round(meter.rate(), 1) for stage, meter in self._rates.items()}
 
     @property
@@ -287,10 +290,17 @@ class CameraPipeline:
         if self.detector_error is not None:
             log.info("camera %s: detector recovered", self.name)
             self.detector_error = None
-        self._tracker.update(detection.frame.captured, detection.faces)
+        self._tracker.update(detection.frame.captured, detection.faces, detection.whole)
         self._count("detect")
+        if detection.whole:
+            self._count("whole")
         metrics.DETECT_SECONDS.labels(self.name).observe(detection.detect_s)
         metrics.DETECT_WAIT_SECONDS.labels(self.name).observe(detection.wait_s)
+
+    def _known_faces(self) -> list[Face]:
+        """Where this camera's faces are now, for detections that look only around them: the
+        boxes the tracker holds and those the follower has moved."""
+        return self._tracker.current() + self._follower.faces
 
     def _detection_failed(self, exc: Exception, detector: bool) -> None:
         """The detector failed on this camera's frame (its frames are hidden whole until one is
