@@ -46,8 +46,25 @@ def test_detections_around_known_faces_move_them_but_do_not_answer_for_the_frame
     assert tracker.faces_at(1.6) is None
     assert not tracker.wait_for(1.6, time.monotonic() + 0.05)  # it waits for a whole one, in vain
     tracker.update(1.7, [moved])
-    assert tracker.wait_for(1.6, time.monotonic() + 0.05)
+    assert tracker.faces_at(1.6) is None  # a later look does not say what this frame held
+    assert tracker.wait_for(1.7, time.monotonic() + 0.05)
     assert tracker.faces_at(1.7) == [moved]
+
+
+def test_after_a_scene_cut_only_a_whole_detection_since_answers_and_known_faces_are_no_guide():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [FACE])
+    assert tracker.faces_at(1.1) == [FACE]
+    tracker.cut(1.2)
+    assert tracker.current() == []  # nowhere to look around: the next detection must be whole
+    assert tracker.faces_at(1.2) is None  # the detection of 1.0 was of another scene
+    tracker.update(1.25, [FACE], whole=False)
+    assert tracker.faces_at(1.3) is None
+    other = Face((300, 50, 40, 40), 0.9)
+    tracker.update(1.35, [other])
+    # the first whole detection since the cut answers for the frames between (its faces on them too)
+    assert other in tracker.faces_at(1.3) and FACE in tracker.faces_at(1.1)
+    assert tracker.current()
 
 
 def test_a_moving_face_keeps_one_box_that_follows_it():

@@ -16,6 +16,8 @@ the detections around it were pruned gets ``None`` (hide it whole), never "no fa
 A detection may also have looked only around the faces already known (``whole=False``, see
 ``focus.py``): it moves and refreshes their boxes, but says nothing of the rest of the picture, so
 only detections of whole frames count for the answer "these are all the faces" (``hold_s``).
+After a scene cut (``cut``), only whole detections made since count for frames from then on, and
+the faces known before it are not where to look any more (``current``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Tracker:
         self._last_detection: float | None = None
         self._detected: list[float] = []  # capture times of the frames detected, ascending
         self._whole: list[float] = []  # those of them detected whole, ascending
+        self._cuts: list[float] = []  # capture times of frames that began a new scene, ascending
         self._found: dict[float, list[Face]] = {}  # the faces found on each of those frames
         self._forgotten_before = -math.inf  # detections older than this have been pruned
         self._lock = threading.Lock()
@@ -87,18 +90,40 @@ class Tracker:
                 self._found.pop(old, None)
             del self._detected[: bisect_left(self._detected, horizon)]
             del self._whole[: bisect_left(self._whole, horizon)]
+            del self._cuts[: max(0, bisect_left(self._cuts, horizon) - 1)]  # the newest before it still counts
             self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
             for track in self._tracks:
                 track.seen = [item for item in track.seen if item[0] >= horizon]
             self._last_detection = captured if self._last_detection is None else max(self._last_detection, captured)
             self._updated.notify_all()
 
-    def current(self) -> list[Face]:
-        """The newest box of every face still held after the newest detection."""
+    def cut(self, captured: float) -> None:
+        """The frame captured at ``captured`` began a new scene."""
         with self._lock:
-            if self._last_detection is None:
+            insort(self._cuts, captured)
+
+    def current(self) -> list[Face]:
+        """The newest box of every face still held after the newest detection; none after a
+        scene cut that no whole detection has looked at yet."""
+        with self._lock:
+            if self._last_detection is None or (self._cuts and not self._whole_since(self._cuts[-1])):
                 return []
             return [t.face for t in self._tracks if t.last_seen >= self._last_detection - self.hold_s]
+
+    def _whole_since(self, captured: float) -> bool:
+        return bool(self._whole) and self._whole[-1] >= captured
+
+    def _answered(self, captured: float) -> bool:
+        """Whole detections count for the frame captured at ``captured``: one at or within
+        ``hold_s`` before it, not before a scene cut that came before the frame; or, since such a
+        cut, the first one after the frame, within ``hold_s`` (its faces were most likely there)."""
+        newest_before = bisect_right(self._whole, captured) - 1
+        cut_index = bisect_right(self._cuts, captured) - 1
+        cut = self._cuts[cut_index] if cut_index >= 0 else -math.inf
+        if newest_before >= 0 and self._whole[newest_before] >= max(captured - self.hold_s, cut):
+            return True
+        first_after = newest_before + 1
+        return cut_index >= 0 and first_after < len(self._whole) and self._whole[first_after] <= captured + self.hold_s
 
     def wait_for(self, captured: float, deadline: float) -> bool:
         """Wait until a frame captured at or after ``captured`` is detected, and one at or within
@@ -106,12 +131,7 @@ class Tracker:
         if they were. A stalled detector costs each frame at most the time left until its
         deadline, so a backlog of frames is never held up twice."""
         with self._lock:
-            while (
-                self._last_detection is None
-                or self._last_detection < captured
-                or not self._whole
-                or self._whole[-1] < captured - self.hold_s
-            ):
+            while self._last_detection is None or self._last_detection < captured or not self._answered(captured):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -126,7 +146,7 @@ class Tracker:
 
     def faces_at(self, captured: float) -> list[Face] | None:
         """Faces to hide on a frame captured at ``captured``; None when they are not known: no frame
-        detected whole at or within ``hold_s`` before it (a later detection alone does not say the face
+        detected whole at or within ``hold_s`` before it (and not before a scene cut before it) (a later detection alone does not say the face
         was not there yet), or the detections it needs already pruned (the frame is far older than
         the newest detection).
 
@@ -135,8 +155,7 @@ class Tracker:
         first one after it (detections later than ``captured`` by more than ``hold_s`` are not used).
         """
         with self._lock:
-            newest_before = bisect_right(self._whole, captured) - 1
-            if newest_before < 0 or self._whole[newest_before] < captured - self.hold_s:
+            if not self._answered(captured):
                 return None
             if captured - self.hold_s < self._forgotten_before:
                 return None

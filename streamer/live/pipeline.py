@@ -7,9 +7,14 @@ that falls behind drops frames and counts them, nothing queues without bound. De
 at the pool's pace and feed a ``Tracker``; the anonymizer hides the faces the tracker holds at
 each frame's capture time, and the same faces where the ``Follower`` has followed them to.
 
-Fail closed: a frame for which the tracker has no answer (no frame detected within the hold time
-before it: the detector is slow, stalled or failing, or has not started) is hidden whole. No frame
-reaches the encoder any other way.
+While cameras queue for the detector, most detections look only around the faces a camera knows
+(the scheduler keeps a whole-frame one at least every ``whole_every_s``); capture watches for scene
+cuts (``SceneCuts``), after which the next detection is whole and the known faces are forgotten as
+places to look.
+
+Fail closed: a frame for which the tracker has no answer (no frame detected whole within the hold
+time before it, or since a scene cut: the detector is slow, stalled or failing, or has not
+started) is hidden whole. No frame reaches the encoder any other way.
 
 A stage that raises is logged with the camera's name, counted (``stage_errors`` in the status,
 ``streamer_stage_errors_total``) and started again after a short pause; the frame it held is
@@ -41,6 +46,7 @@ from . import metrics
 from .buffers import LatestQueue
 from .hub import FrameHub
 from ..redact import redact
+from .scenes import SceneCuts
 from .scheduler import Detection, DetectionScheduler, Seat
 from .sources import Frame, SourceEnded, SourceError, frames, source_kind
 
@@ -113,6 +119,7 @@ class CameraPipeline:
         self._seat: Seat | None = None
         self._tracker = Tracker(settings.hold_s)
         self._follower = Follower(settings.follow_s)  # used by the anonymize stage only
+        self._scene = SceneCuts()  # used by the capture stage only
         self._zones = ZoneMasks(camera.zones)
         # Room for the frames that arrive while the anonymizer waits for detection (60 fps at most).
         self._to_anonymize: LatestQueue[Frame] = LatestQueue(2 + math.ceil(settings.detect_wait_s * 60))
@@ -259,6 +266,10 @@ class CameraPipeline:
                             log.info("camera %s: streaming", self.name)
                         attempt = 0
                         self._count("capture")
+                        if self._scene.cut(frame.pixels):
+                            self._tracker.cut(frame.captured)
+                            if self._seat is not None:
+                                self._seat.look_whole()
                         if self._seat is not None and self._seat.offer(frame):
                             metrics.DROPPED.labels(self.name, "detect").inc()
                         if self._to_anonymize.put(frame):

@@ -88,6 +88,11 @@ class Seat:
         """The camera's newest frame for detection; True when an untaken older one was dropped for it."""
         return self._scheduler._offer(self, frame)
 
+    def look_whole(self) -> None:
+        """Detect this camera's next frame whole, as soon as a worker is free (its scene changed)."""
+        with self._scheduler._cond:
+            self._whole = -float("inf")
+
     def leave(self) -> None:
         """No more frames from this camera; a detection already running still reports. The last
         seat to leave waits (up to 5 s) until the scheduler's threads have ended."""
