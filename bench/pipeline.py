@@ -5,7 +5,11 @@ the configured detector, and measures after a warm-up. Every run is its own proc
 peak RSS is its own. Usage:
 
     python bench/pipeline.py [--sizes 640x360 1280x720 1920x1080] [--cameras 1 2 4] [--seconds 10]
-                             [--heap kept|default]
+                             [--heap kept|default] [--motion]
+
+``--motion`` adds, for each row, the leaks of the motion benchmark's clip (``bench/motion.py``,
+seed 1) played as one of the cameras by a ``streamer serve``, the others as in the row: it is
+``bench/motion.py --paths live --profiles PROFILE --beside CAMERAS-1 SIZE`` (two to three minutes a row).
 
 ``--heap default`` leaves glibc's malloc as it is instead of tuning it as ``streamer`` does at
 startup (``streamer/heap.py``), to measure what that tuning does.
@@ -14,12 +18,15 @@ startup (``streamer/heap.py``), to measure what that tuning does.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import resource
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,7 +35,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test clip maker (ffmpeg over shar
 
 from clips import SINGLE_FACE, make_clip  # noqa: E402
 
+import motion  # noqa: E402
 from machine import cpu  # noqa: E402
+from motion_clip import DEFAULT_DATA, ClipSpec, build  # noqa: E402
 from streamer.config import CameraSettings, load_settings  # noqa: E402
 from streamer.heap import keep_freed_buffers  # noqa: E402
 from streamer.live.pipeline import CameraPipeline  # noqa: E402
@@ -65,8 +74,6 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
         time.sleep(0.5)
     cpu1, wall1 = os.times(), time.monotonic()
     after = [pipeline.status() for pipeline in pipelines]
-    global LAST
-    LAST = [(a["fps"], a["frames"]["whole"] - b["frames"]["whole"]) for a, b in zip(after, before)]
     for pipeline in pipelines:
         pipeline.stop()
     elapsed = wall1 - wall0
@@ -81,6 +88,7 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
         "cameras": cameras,
         "output_fps": per_camera_rate("frames", "output"),
         "detect_fps": per_camera_rate("frames", "detect"),
+        "whole_fps": per_camera_rate("frames", "whole"),
         "dropped": {
             stage: sum(a["dropped"][stage] - b["dropped"][stage] for a, b in zip(after, before))
             for stage in ("detect", "anonymize", "encode")
@@ -94,6 +102,18 @@ def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
     }
 
 
+def motion_cell(settings, size: str, cameras: int) -> str:
+    """The motion clip played live beside ``cameras - 1`` cameras of ``size``: leaks and frames hidden whole."""
+    clip = build(ClipSpec(1, 20.0, 6), DEFAULT_DATA)
+    beside = motion.Beside(cameras - 1, size) if cameras > 1 else None
+    with tempfile.TemporaryDirectory(prefix="pipeline-motion-") as workdir, contextlib.redirect_stdout(io.StringIO()):
+        row = motion.run_one("live", settings.pipeline.detector.profile, clip, Path(workdir), 32.0, False, beside)
+    t = row.tally
+    if t is None or not t.face_frames:
+        return f" failed: {row.note} |"
+    return f" {1000 * t.leaked / t.face_frames:.1f}, {t.hidden_whole} of {t.frames} |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["640x360", "1280x720", "1920x1080"])
@@ -102,6 +122,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--heap", choices=["kept", "default"], default="kept",
                         help="kept: malloc tuned as the streamer command does; default: glibc's defaults")
+    parser.add_argument("--motion", action="store_true", help="also the motion clip's leaks as one of the cameras")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "CAMERAS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
@@ -118,9 +139,11 @@ def main() -> None:
           f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s, "
           f"heap: {args.heap}")
     print()
-    print("| source | cameras | output fps / camera | detect fps / camera | dropped (detect / anonymize / encode) "
-          "| fail-closed frames | latency p50 / p95 ms | CPU % (of one core) | peak RSS MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    motion = " | motion clip as one camera: leaked / 1000 face-frames, hidden whole" if args.motion else ""
+    print("| source | cameras | output fps / camera | detections / s / camera (whole) "
+          "| dropped (detect / anonymize / encode) | fail-closed frames | latency p50 / p95 ms | CPU % (of one core) "
+          f"| peak RSS MB{motion} |")
+    print("|---|---|---|---|---|---|---|---|---|" + ("---|" if args.motion else ""))
     for size in args.sizes:
         for cameras in args.cameras:
             out = subprocess.run(
@@ -130,10 +153,10 @@ def main() -> None:
             ).stdout.strip().splitlines()[-1]
             r = json.loads(out)
             d = r["dropped"]
-            print(f"| {size} | {cameras} | {r['output_fps']:.1f} | {r['detect_fps']:.1f} "
+            print(f"| {size} | {cameras} | {r['output_fps']:.1f} | {r['detect_fps']:.1f} ({r['whole_fps']:.1f}) "
                   f"| {d['detect']} / {d['anonymize']} / {d['encode']} | {r['fail_closed']} "
                   f"| {r['latency_p50_ms']:.0f} / {r['latency_p95_ms']:.0f} | {r['cpu_percent']:.0f} "
-                  f"| {r['peak_rss_mb']:.0f} |", flush=True)
+                  f"| {r['peak_rss_mb']:.0f} |{motion_cell(settings, size, cameras) if args.motion else ''}", flush=True)
     print()
     print(f"command: {command}")
 
