@@ -160,7 +160,7 @@ def test_waiting_for_detection_ends_when_it_comes_or_at_the_deadline():
     tracker = Tracker(hold_s=0.75)
     now = time.monotonic()
     assert tracker.wait_for(now, now + 0.05) is False  # nothing came
-    timer = threading.Timer(0.05, tracker.update, args=(now + 0.01, []))
+    timer = threading.Timer(0.05, tracker.update, args=(now, []))
     timer.start()
     started = time.monotonic()
     assert tracker.wait_for(now, started + 5.0) is True

@@ -56,7 +56,7 @@ def test_after_a_scene_cut_only_a_whole_detection_since_answers_and_known_faces_
     tracker.update(1.0, [FACE])
     assert tracker.faces_at(1.1) == [FACE]
     tracker.cut(1.2)
-    assert tracker.current() == []  # nowhere to look around: the next detection must be whole
+    assert tracker.current() is None  # nowhere to look around: the next detection must be whole
     assert tracker.faces_at(1.2) is None  # the detection of 1.0 was of another scene
     tracker.update(1.25, [FACE], whole=False)
     assert tracker.faces_at(1.3) is None
@@ -65,6 +65,16 @@ def test_after_a_scene_cut_only_a_whole_detection_since_answers_and_known_faces_
     # the first whole detection since the cut answers for the frames between (its faces on them too)
     assert other in tracker.faces_at(1.3) and FACE in tracker.faces_at(1.1)
     assert tracker.current()
+
+
+def test_a_cut_long_ago_does_not_let_a_later_detection_answer_for_a_frame():
+    tracker = Tracker(hold_s=0.5)
+    tracker.update(1.0, [FACE])
+    tracker.cut(1.2)
+    tracker.update(1.25, [FACE])
+    tracker.update(5.0, [FACE])  # then the detector stalls...
+    tracker.update(5.9, [])  # ...and comes back: nothing said what the frames between held
+    assert tracker.faces_at(5.6) is None
 
 
 def test_a_moving_face_keeps_one_box_that_follows_it():

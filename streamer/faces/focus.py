@@ -1,14 +1,18 @@
 """Detections around faces already known: a cheap look at where they are now.
 
 A full-frame detection of a 1080p frame costs the live detector about 60 ms; most of that frame is
-the same background as a moment ago. Between full passes, a camera with faces in view can be
+the same background as a moment ago. Between whole-frame detections, a camera with faces in view can be
 looked at only around them: each known face gives a square window ``CONTEXT`` times its size
-(room for the motion since), windows that overlap are joined, and each is shrunk so that the face
-in it is about ``FACE_PX`` px across, the size the detectors find most reliably (large faces blurred
-by motion are often missed at full size). A window costs a few ms whatever the face's size.
+(room for the motion since), windows that overlap are joined, and each is shrunk so that the
+smallest face in it is about ``FACE_PX`` px across, the size the detectors find most reliably
+(large faces blurred by motion are often missed at full size). A window costs a few ms whatever
+the face's size. A box that reaches a window's edge inside the frame is dropped: the face may go on
+past it, and the tracker keeps the face's whole known box rather than a part.
 
 This only refreshes faces the caller already knows. A face that has just come into view is found by
-the next full pass, which the scheduler keeps at a guaranteed rate (``live/scheduler.py``).
+the next whole-frame detection, which the scheduler keeps at a guaranteed rate
+(``live/scheduler.py``): until then, for up to ``pipeline.whole_every_s``, it is not hidden. That
+is the price of the cheaper detections, paid only while cameras queue for the detector.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .detection import Detector, Face, clip_box
 CONTEXT = 2.5  # a window's side, in sides of the face it is around
 FACE_PX = 64  # px across a face is shrunk to in its window (never enlarged)
 MIN_WINDOW_PX = 64  # windows are at least this wide and high (a tiny face still gets context)
+MAX_WINDOW_PX = 640  # px across a window is shrunk to at most (a large joined window)
 
 
 def windows_around(faces: list[Face], width: int, height: int) -> list[tuple[int, int, int, int]]:
@@ -58,18 +63,32 @@ def detect_around(detector: Detector, image: np.ndarray, faces: list[Face], thre
     for x0, y0, x1, y1 in windows_around(faces, width, height):
         window = image[y0:y1, x0:x1, :3]
         inside = [f for f in faces if _centre_in(f, x0, y0, x1, y1)]
-        face_px = max((max(f.box[2], f.box[3]) for f in inside), default=FACE_PX)
-        factor = min(1.0, FACE_PX / face_px)
+        # The smallest face of the window sets the shrink (a joined window may hold faces of
+        # several sizes), as far as the window stays within MAX_WINDOW_PX.
+        face_px = min((max(f.box[2], f.box[3]) for f in inside), default=FACE_PX)
+        factor = min(1.0, FACE_PX / face_px, MAX_WINDOW_PX / max(x1 - x0, y1 - y0))
         if factor < 1.0:
             size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
             window = cv2.resize(window, size, interpolation=cv2.INTER_AREA)
         else:
             window = np.ascontiguousarray(window)
         sx, sy = (x1 - x0) / window.shape[1], (y1 - y0) / window.shape[0]
+        inner = (x0 > 0, y0 > 0, x1 < width, y1 < height)  # window edges inside the frame
         for face in detector.detect(window, threshold):
             x, y, w, h = face.box
-            found.append(Face((x0 + x * sx, y0 + y * sy, w * sx, h * sy), face.score))
+            box = (x0 + x * sx, y0 + y * sy, w * sx, h * sy)
+            if not _cut_off(box, (x0, y0, x1, y1), inner):
+                found.append(Face(box, face.score))
     return found
+
+
+def _cut_off(box: tuple[float, float, float, float], window: tuple[int, int, int, int], inner: tuple) -> bool:
+    """True for a box that reaches an edge of its window inside the frame: the face may go on past
+    it, and the box would hide only part of it (the face stays held where it was known instead)."""
+    x, y, w, h = box
+    x0, y0, x1, y1 = window
+    left, top, right, bottom = inner
+    return (left and x <= x0 + 1) or (top and y <= y0 + 1) or (right and x + w >= x1 - 1) or (bottom and y + h >= y1 - 1)
 
 
 def _centre_in(face: Face, x0: int, y0: int, x1: int, y1: int) -> bool:

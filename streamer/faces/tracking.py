@@ -102,33 +102,35 @@ class Tracker:
         with self._lock:
             insort(self._cuts, captured)
 
-    def current(self) -> list[Face]:
-        """The newest box of every face still held after the newest detection; none after a
-        scene cut that no whole detection has looked at yet."""
+    def current(self) -> list[Face] | None:
+        """The newest box of every face still held after the newest detection; None after a scene
+        cut that no whole detection has looked at yet (the faces known are of another scene)."""
         with self._lock:
-            if self._last_detection is None or (self._cuts and not self._whole_since(self._cuts[-1])):
+            if self._cuts and not (self._whole and self._whole[-1] >= self._cuts[-1]):
+                return None
+            if self._last_detection is None:
                 return []
             return [t.face for t in self._tracks if t.last_seen >= self._last_detection - self.hold_s]
 
-    def _whole_since(self, captured: float) -> bool:
-        return bool(self._whole) and self._whole[-1] >= captured
-
     def _answered(self, captured: float) -> bool:
         """Whole detections count for the frame captured at ``captured``: one at or within
-        ``hold_s`` before it, not before a scene cut that came before the frame; or, since such a
-        cut, the first one after the frame, within ``hold_s`` (its faces were most likely there)."""
+        ``hold_s`` before it and not before a scene cut that came before the frame; or, when such a
+        cut came within ``hold_s`` before the frame and no whole detection since, the first one
+        after the frame, within ``hold_s`` (the faces of the new scene were most likely there)."""
         newest_before = bisect_right(self._whole, captured) - 1
         cut_index = bisect_right(self._cuts, captured) - 1
         cut = self._cuts[cut_index] if cut_index >= 0 else -math.inf
         if newest_before >= 0 and self._whole[newest_before] >= max(captured - self.hold_s, cut):
             return True
+        if cut < captured - self.hold_s:
+            return False
         first_after = newest_before + 1
-        return cut_index >= 0 and first_after < len(self._whole) and self._whole[first_after] <= captured + self.hold_s
+        return first_after < len(self._whole) and self._whole[first_after] <= captured + self.hold_s
 
     def wait_for(self, captured: float, deadline: float) -> bool:
-        """Wait until a frame captured at or after ``captured`` is detected, and one at or within
-        ``hold_s`` before it was detected whole, or the monotonic clock reaches ``deadline``; True
-        if they were. A stalled detector costs each frame at most the time left until its
+        """Wait until a frame captured at or after ``captured`` is detected, and whole detections
+        answer for this one (see ``faces_at``), or the monotonic clock reaches ``deadline``; True
+        if they do. A stalled detector costs each frame at most the time left until its
         deadline, so a backlog of frames is never held up twice."""
         with self._lock:
             while self._last_detection is None or self._last_detection < captured or not self._answered(captured):
@@ -146,9 +148,10 @@ class Tracker:
 
     def faces_at(self, captured: float) -> list[Face] | None:
         """Faces to hide on a frame captured at ``captured``; None when they are not known: no frame
-        detected whole at or within ``hold_s`` before it (and not before a scene cut before it) (a later detection alone does not say the face
-        was not there yet), or the detections it needs already pruned (the frame is far older than
-        the newest detection).
+        detected whole at or within ``hold_s`` before it (a later detection alone does not say the
+        face was not there yet), none since a scene cut before it (except, within ``hold_s`` of the
+        cut, the first whole detection after the frame), or the detections it needs already pruned
+        (the frame is far older than the newest detection).
 
         Each face held at that time gives one box: around its box from the newest detection at or
         before ``captured`` and, unless that detection was of this very frame, its box from the

@@ -269,7 +269,7 @@ class CameraPipeline:
                         if self._scene.cut(frame.pixels):
                             self._tracker.cut(frame.captured)
                             if self._seat is not None:
-                                self._seat.look_whole()
+                                self._seat.look_whole(frame.captured)
                         if self._seat is not None and self._seat.offer(frame):
                             metrics.DROPPED.labels(self.name, "detect").inc()
                         if self._to_anonymize.put(frame):
@@ -311,7 +311,8 @@ class CameraPipeline:
     def _known_faces(self) -> list[Face]:
         """Where this camera's faces are now, for detections that look only around them: the
         boxes the tracker holds and those the follower has moved."""
-        return self._tracker.current() + self._follower.faces
+        known = self._tracker.current()
+        return [] if known is None else known + self._follower.faces  # None: a scene cut, look whole
 
     def _detection_failed(self, exc: Exception, detector: bool) -> None:
         """The detector failed on this camera's frame (its frames are hidden whole until one is

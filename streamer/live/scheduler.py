@@ -81,6 +81,7 @@ class Seat:
         self._pending: tuple[Frame, float] | None = None  # the newest frame and when it was offered
         self._served = -float("inf")  # when a worker last took a frame of this seat
         self._whole = -float("inf")  # ...and last took one to detect whole
+        self._cut: float | None = None  # capture time of a scene cut no whole detection has started on
         self.dropped = 0
         self._waits: deque[float] = deque(maxlen=300)
 
@@ -88,10 +89,11 @@ class Seat:
         """The camera's newest frame for detection; True when an untaken older one was dropped for it."""
         return self._scheduler._offer(self, frame)
 
-    def look_whole(self) -> None:
-        """Detect this camera's next frame whole, as soon as a worker is free (its scene changed)."""
+    def look_whole(self, captured: float) -> None:
+        """Detect this camera's frame captured at ``captured`` (or a later one) whole, as soon as
+        a worker is free: its scene changed there."""
         with self._scheduler._cond:
-            self._whole = -float("inf")
+            self._cut = captured
 
     def leave(self) -> None:
         """No more frames from this camera; a detection already running still reports. The last
@@ -186,14 +188,16 @@ class DetectionScheduler:
             now = time.monotonic()
             due = [seat for seat in self._seats if seat._pending and now >= seat._served + seat._min_period_s]
             if due:
-                overdue = [seat for seat in due if now >= seat._whole + self._whole_every_s]
+                overdue = [s for s in due if s._cut is not None or now >= s._whole + self._whole_every_s]
                 seat = min(overdue, key=lambda s: s._whole) if overdue else min(due, key=lambda s: s._served)
                 frame, offered = seat._pending
                 seat._pending, seat._served = None, now
-                queued = any(other._pending for other in self._seats)
+                queued = len(due) > 1  # another camera waits for a worker now
                 whole = bool(overdue) or not queued or seat._focus is None or not self._whole_every_s
                 if whole:
                     seat._whole = now
+                    if seat._cut is not None and frame.captured >= seat._cut:
+                        seat._cut = None
                 return seat, frame, now - offered, whole
             waiting = [seat._served + seat._min_period_s - now for seat in self._seats if seat._pending]
             self._cond.wait(min([_POLL_S, *waiting]))
