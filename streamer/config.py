@@ -275,7 +275,7 @@ class PipelineSettings(Strict):
     detect_fps: float = Field(0.0, ge=0.0, description="most detections a second per camera; 0 = as fast as it goes")
     detect_workers: int = Field(
         0, ge=0, le=64,
-        description="detector threads shared by every camera, served in turn; 0 = one per core, or per camera if more",
+        description="detector threads shared by every camera, served in turn; 0 = one per core",
     )
     hold_s: float = Field(0.75, gt=0.0, le=10.0, description="a face stays hidden this long after it was last seen")
     whole_every_s: float = Field(
