@@ -1,13 +1,14 @@
 """Detections around faces already known: a cheap look at where they are now.
 
-A full-frame detection of a 1080p frame costs the live detector about 60 ms; most of that frame is
-the same background as a moment ago. Between whole-frame detections, a camera with faces in view can be
-looked at only around them: each known face gives a square window ``CONTEXT`` times its size
-(room for the motion since), windows that overlap are joined, and each is shrunk so that the
-smallest face in it is about ``FACE_PX`` px across, the size the detectors find most reliably
-(large faces blurred by motion are often missed at full size). A window costs a few ms whatever
-the face's size. A box that reaches a window's edge inside the frame is dropped: the face may go on
-past it, and the tracker keeps the face's whole known box rather than a part.
+A whole-frame detection of a 1080p frame costs the live detector about 70 ms of CPU; most of that
+frame is the same background as a moment ago. Between whole-frame detections, a camera with faces
+in view can be looked at only around them: each known face gives a square window ``CONTEXT``
+times its size (room for the motion since), windows that overlap are joined, and each is shrunk
+so that the smallest face in it is about ``FACE_PX`` px across, the size the detectors find most
+reliably (large faces blurred by motion are often missed at full size). A window costs a few ms
+whatever the face's size (about 4 ms for one face in a 1080p frame: ``bench/frame_costs.py``). A
+box that reaches a window's edge inside the frame is dropped: the face may go on past it, and the
+tracker keeps the face's whole known box rather than a part.
 
 This only refreshes faces the caller already knows. A face that has just come into view is found by
 the next whole-frame detection, which the scheduler keeps at a guaranteed rate

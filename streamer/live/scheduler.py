@@ -127,7 +127,7 @@ class DetectionScheduler:
     ) -> None:
         self._factory = detector_factory
         self._threshold = threshold
-        self._workers = workers  # 0: one per core, or one per camera when there are more cameras
+        self._workers = workers  # 0: one per core
         self._min_period_s = 1.0 / detect_fps if detect_fps else 0.0
         self._whole_every_s = whole_every_s  # 0: every detection is whole
         self._seats: list[Seat] = []

@@ -16,7 +16,6 @@ from typing import Iterator
 from urllib.parse import urlsplit
 
 import av
-import cv2
 import numpy as np
 
 from ..config import CameraSettings
@@ -74,15 +73,15 @@ def frames(camera: CameraSettings, open_timeout_s: float, read_timeout_s: float)
         container = _open(camera.source, kind, open_timeout_s, read_timeout_s)
         try:
             stream = container.streams.video[0]
-            # One decoding thread per camera: FFmpeg's frame threads cost ~60% more CPU a 1080p
-            # H.264 frame, and cameras decode side by side on the cores anyway.
+            # One decoding thread per camera: FFmpeg's frame threads cost more CPU a frame (3.5
+            # against 3.1 ms at 1080p, bench/frame_costs.py), and cameras decode side by side anyway.
             stream.thread_count = 1
             pace = _Pacer(stream) if kind is SourceKind.file and camera.realtime else None
             for frame in _decode(container, stream, camera.name):
                 if pace:
                     pace.wait(frame)
                 captured = time.monotonic()
-                yield Frame(_rgb(frame), captured, index)
+                yield Frame(frame.to_ndarray(format="rgb24"), captured, index)
                 index += 1
         finally:
             container.close()
@@ -157,15 +156,6 @@ def _decode(container: av.container.InputContainer, stream: av.VideoStream, name
                 yield frame
     except (av.FFmpegError, OSError) as exc:
         raise SourceError(f"read failed: {_reason(exc)}") from None
-
-
-def _rgb(frame: av.VideoFrame) -> np.ndarray:
-    """The frame as RGB pixels. The usual camera format, 4:2:0 YUV at limited range, is converted
-    by OpenCV (half the time of FFmpeg's swscale here: 1.7 against 3.9 ms at 1080p); others by swscale."""
-    limited = frame.color_range != 2  # 2: full ("JPEG") range, which OpenCV's conversion does not take
-    if frame.format.name == "yuv420p" and limited and frame.width % 2 == 0 and frame.height % 2 == 0:
-        return cv2.cvtColor(frame.to_ndarray(), cv2.COLOR_YUV2RGB_I420)
-    return frame.to_ndarray(format="rgb24")
 
 
 def _reason(exc: BaseException) -> str:
