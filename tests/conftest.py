@@ -155,14 +155,14 @@ def camera(server: Server, name: str = "cam") -> dict:
     return httpx.get(f"{server.url}/api/cameras/{name}").json()
 
 
-def wait_for(predicate, timeout: float, what: str):
-    """Poll ``predicate`` until it is truthy; fails the test after ``timeout`` seconds."""
+def wait_for(predicate, timeout: float, what: str, every: float = 0.2):
+    """Poll ``predicate`` every ``every`` seconds until it is truthy; fails the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(every)
     raise AssertionError(f"timed out waiting for {what}")
 
 

@@ -14,8 +14,9 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -155,8 +156,15 @@ def photo(entry: dict) -> bytes:
 
 
 def burst(url: str, body: bytes, count: int, during: Callable[[], None] | None = None) -> list[int | str]:
-    """``count`` POST /v1/anonymize from CLIENTS threads; ``during`` runs once a quarter are answered.
-    Returns each request's status, or its transport error's name."""
+    """At least ``count`` POST /v1/anonymize from CLIENTS threads, each sending its next request
+    when the last is answered. ``during`` runs once a quarter are answered, and the clients keep
+    sending until it has returned (so that requests are in flight for all of it, however fast the
+    machine). Returns each request's status, or its transport error's name."""
+    results: list[int | str] = []
+    lock = threading.Lock()
+    quarter, done = threading.Event(), threading.Event()
+    if during is None:
+        done.set()
 
     def one() -> int | str:
         try:
@@ -165,12 +173,24 @@ def burst(url: str, body: bytes, count: int, during: Callable[[], None] | None =
             return type(exc).__name__
         return reply.status_code
 
-    results: list[int | str] = []
+    def client() -> None:
+        while not (done.is_set() and len(results) >= count):
+            result = one()
+            with lock:
+                results.append(result)
+                if len(results) >= count // 4:
+                    quarter.set()
+
     with ThreadPoolExecutor(CLIENTS) as pool:
-        for future in as_completed([pool.submit(one) for _ in range(count)]):
-            results.append(future.result())
-            if during and len(results) == count // 4:
+        clients = [pool.submit(client) for _ in range(CLIENTS)]
+        if during is not None:
+            try:
+                quarter.wait(timeout=120)
                 during()
+            finally:
+                done.set()
+        for future in clients:
+            future.result()
     return results
 
 
@@ -182,7 +202,7 @@ def test_nginx_spreads_still_images_and_retries_when_a_worker_dies(stills: Worke
 
         def kill_one() -> None:
             # Killed while it holds requests, so that nginx has some to send again, not only new ones.
-            wait_for(lambda: jobs(stills.servers[1])["in_flight"] >= 2, 10, "requests in flight on worker 1")
+            wait_for(lambda: jobs(stills.servers[1])["in_flight"] >= 2, 20, "requests in flight on worker 1", every=0.02)
             before_kill.extend(jobs(server) for server in stills.servers)
             stills.kill(1)
 
