@@ -52,6 +52,7 @@ def test_rtsp_camera_is_served_anonymized_over_mjpeg(rtsp_servers, start_server,
     url = rtsp.url("cam").replace("rtsp://", "rtsp://viewer:s3cret@")
     srv = start_server(FAST_RECONNECT, ["--camera", f"door={url}"])
     wait_for(lambda: camera(srv, "door")["state"] == "streaming", 15, "the camera to stream")
+    wait_for(lambda: camera(srv, "door")["detector"] == "ok", 30, "the detector to load")
 
     frames = mjpeg_frames(f"{srv.url}/api/cameras/door/stream.mjpeg", 45)
     status = camera(srv, "door")  # before this process's own detector competes for the cores

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT, Server
+from conftest import ROOT, Server, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,11 @@ def test_the_wheel_serves_the_web_ui_and_the_demo_camera(unpacked_wheel: Path):
             assert time.monotonic() < deadline, demo
             time.sleep(0.5)
         assert demo["source"].startswith(str(unpacked_wheel / "streamer"))
-        frame = httpx.get(srv.url + "/api/cameras/demo/frame.jpeg")
+        # streaming from the first frame captured; the snapshot from the first one anonymized
+        frame = wait_for(
+            lambda: (reply := httpx.get(srv.url + "/api/cameras/demo/frame.jpeg")).status_code != 503 and reply,
+            30, "the first anonymized frame",
+        )
         assert frame.status_code == 200 and frame.headers["content-type"] == "image/jpeg"
     finally:
         srv.stop()

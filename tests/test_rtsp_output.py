@@ -119,7 +119,7 @@ def test_two_clients_of_one_camera_cost_one_encode(feed):
                for _ in range(2)]
     for reader in readers:
         reader.start()
-    time.sleep(2)  # both playing
+    wait_for(lambda: camera(feed, "door")["webrtc_encoders"].get("h264", {}).get("viewers") == 2, 20, "both playing")
     first = camera(feed, "door")
     time.sleep(3)
     second = camera(feed, "door")

@@ -37,7 +37,9 @@ CAMERAS_ENV = {
     "STREAMER_SERVER__SHARD_URL": "http://shard-{shard}.test:8000",
 }
 SHARDS = {0: {"door", "lobby"}, 1: {"yard", "shop"}}  # what streamer.shards makes of these names
-FAILED_BUDGET = 0  # requests that may fail while a worker is killed: none, nginx sends them again
+# Requests that may fail while a worker is killed: nginx sends them again, unless the worker died
+# while sending its answer (nginx cannot send a request again once the client has part of an answer).
+FAILED_BUDGET = 1
 BURST = 120
 CLIENTS = 6
 
