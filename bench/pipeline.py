@@ -5,7 +5,11 @@ the configured detector, and measures after a warm-up. Every run is its own proc
 peak RSS is its own. Usage:
 
     python bench/pipeline.py [--sizes 640x360 1280x720 1920x1080] [--cameras 1 2 4] [--seconds 10]
-                             [--heap kept|default] [--motion]
+                             [--heap kept|default] [--motion] [--clip face|street]
+
+``--clip`` picks what every camera shows: ``face`` (default), a hand-held close face, so most of
+the picture moves all the time; ``street``, a fixed CCTV camera over a street with pedestrians
+(most of the picture still, as for most security cameras), played at 30 fps.
 
 ``--motion`` adds, for each row, the leaks of the motion benchmark's clip (``bench/motion.py``,
 seed 1) played as one of the cameras by a ``streamer serve``, the others as in the row: it is
@@ -33,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the test clip maker (ffmpeg over shared/data/video)
 
-from clips import SINGLE_FACE, make_clip  # noqa: E402
+from clips import PEDESTRIANS, SINGLE_FACE, make_clip  # noqa: E402
 
 import motion  # noqa: E402
 from machine import cpu  # noqa: E402
@@ -44,12 +48,13 @@ from streamer.live.pipeline import CameraPipeline  # noqa: E402
 from streamer.live.scheduler import DetectionScheduler  # noqa: E402
 
 CLIPS = ROOT / ".cache" / "bench-clips"
+SOURCES = {"face": SINGLE_FACE, "street": PEDESTRIANS}
 
 
-def run_once(size: str, cameras: int, seconds: float, warmup: float) -> dict:
+def run_once(source: str, size: str, cameras: int, seconds: float, warmup: float) -> dict:
     """Run ``cameras`` pipelines on one clip of ``size`` and return the figures."""
     width, height = (int(v) for v in size.split("x"))
-    clip = make_clip(SINGLE_FACE, CLIPS, seconds=10, width=width, height=height, fps=30)
+    clip = make_clip(source, CLIPS, seconds=10, width=width, height=height, fps=30)
     settings = load_settings()
     detections = DetectionScheduler.for_pipeline(settings.pipeline)
     pipelines = [
@@ -123,12 +128,14 @@ def main() -> None:
     parser.add_argument("--heap", choices=["kept", "default"], default="kept",
                         help="kept: malloc tuned as the streamer command does; default: glibc's defaults")
     parser.add_argument("--motion", action="store_true", help="also the motion clip's leaks as one of the cameras")
+    parser.add_argument("--clip", choices=sorted(SOURCES), default="face",
+                        help="face: a hand-held close face (default); street: a fixed CCTV camera")
     parser.add_argument("--one", nargs=2, metavar=("SIZE", "CAMERAS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
         if args.heap == "kept":
             keep_freed_buffers()
-        print(json.dumps(run_once(args.one[0], int(args.one[1]), args.seconds, args.warmup)))
+        print(json.dumps(run_once(SOURCES[args.clip], args.one[0], int(args.one[1]), args.seconds, args.warmup)))
         return
 
     command = shlex.join(["python", "bench/pipeline.py", *sys.argv[1:]])
@@ -136,7 +143,7 @@ def main() -> None:
     print(f"command: {command}")
     print(f"machine: {cpu()}, detector: {settings.pipeline.detector.profile} "
           f"({settings.pipeline.detector.backend}), "
-          f"source: {SINGLE_FACE} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s, "
+          f"source: {SOURCES[args.clip]} re-encoded H.264 30 fps, {args.seconds:g} s measured after {args.warmup:g} s, "
           f"heap: {args.heap}")
     print()
     motion = " | motion clip as one camera: leaked / 1000 face-frames, hidden whole" if args.motion else ""
@@ -148,7 +155,7 @@ def main() -> None:
         for cameras in args.cameras:
             out = subprocess.run(
                 [sys.executable, __file__, "--one", size, str(cameras), "--seconds", str(args.seconds),
-                 "--warmup", str(args.warmup), "--heap", args.heap],
+                 "--warmup", str(args.warmup), "--heap", args.heap, "--clip", args.clip],
                 capture_output=True, text=True, check=True,
             ).stdout.strip().splitlines()[-1]
             r = json.loads(out)

@@ -281,7 +281,7 @@ class PipelineSettings(Strict):
     whole_every_s: float = Field(
         0.4, ge=0.0, le=10.0,
         description="while cameras queue for the detector, each still gets a whole-frame detection this often and "
-        "detections between look only around its known faces; 0 = every detection is whole",
+        "detections between look only around its known faces and where its picture changed; 0 = every detection is whole",
     )
     file_hold_s: float = Field(
         0.4, gt=0.0, le=10.0,

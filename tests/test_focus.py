@@ -1,11 +1,17 @@
-"""Detections around known faces: the windows looked at, and boxes mapped back to the frame."""
+"""Detections of part of a frame: the windows looked at around known faces and in changed areas,
+and boxes mapped back to the frame."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
+import pytest
 
-from streamer.faces.detection import Face
-from streamer.faces.focus import CONTEXT, FACE_PX, MAX_WINDOW_PX, detect_around, windows_around
+from conftest import read_rgb
+from streamer.config import LiveDetectorSettings
+from streamer.faces.detection import Face, iou
+from streamer.faces.detectors import create_detector
+from streamer.faces.focus import CONTEXT, FACE_PX, MAX_WINDOW_PX, Look, detect_around, detect_look, windows_around
 
 
 class Recorder:
@@ -70,3 +76,50 @@ def test_a_small_face_next_to_a_large_one_is_not_shrunk_out_of_sight():
     detect_around(detector, frame, [Face((800, 300, 300, 300), 0.9), Face((1120, 420, 30, 30), 0.9)], 0.5)
     (w, h), = detector.sizes  # one window around both, shrunk for the small face: only to the size cap
     assert w == MAX_WINDOW_PX  # for the large face alone it would be 160 px, the small one 6 px tall
+
+
+def test_a_changed_area_is_looked_at_as_it_is_and_answers_for_the_frame():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    detector = Recorder()
+    found, complete = detect_look(detector, frame, Look([], [(100, 200, 300, 260)]), 0.5)
+    assert detector.sizes == [(200, 60)]  # a detector without detect_area sees the part as it is
+    (box,) = [f.box for f in found]
+    assert box == (180.0, 224.0, 40.0, 12.0)
+    assert complete
+
+
+def test_a_face_reaching_a_changed_area_s_edge_leaves_the_look_incomplete():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    found, complete = detect_look(EdgeFinder(), frame, Look([], [(400, 200, 600, 400)]), 0.5)
+    assert len(found) == 2 and not complete  # the face may go on where nothing was looked for
+    found, complete = detect_look(EdgeFinder(), frame, Look([], [(0, 200, 200, 400)]), 0.5)
+    assert len(found) == 2 and complete  # the frame's own edge
+
+
+def test_a_face_found_both_around_it_and_in_a_changed_area_gives_one_box():
+    frame = np.zeros((720, 1280, 3), np.uint8)
+    face = Face((480, 280, 40, 40), 0.9)
+    window = windows_around([face], 1280, 720)[0]  # the Recorder finds its face in the middle of both
+    found, complete = detect_look(Recorder(), frame, Look([face], [window]), 0.5)
+    assert len(found) == 1 and complete
+
+
+@pytest.fixture(scope="module")
+def realtime():
+    detector = create_detector(LiveDetectorSettings())
+    yield detector
+    detector.close()
+
+
+def test_centerface_finds_in_an_area_the_faces_it_finds_there_in_the_whole_frame(realtime, faces_dev):
+    images = [entry for entry in faces_dev if len(entry["faces"]) >= 3][:5]
+    compared = 0
+    for entry in images:
+        frame = cv2.resize(read_rgb(entry), (1920, 1080))
+        for face in realtime.detect(frame, 0.5):
+            x, y, w, h = face.box
+            area = (max(0, int(x - w)), max(0, int(y - h)), min(1920, int(x + 2 * w)), min(1080, int(y + 2 * h)))
+            again = realtime.detect_area(frame, area, 0.3)
+            assert max((iou(face.box, f.box) for f in again), default=0) >= 0.7, (entry["file"], face)
+            compared += 1
+    assert compared >= 10

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
 from clips import SINGLE_FACE, make_clip
 from imaging import crop, detail_kept, sharpness
-from streamer.config import AnonymizerSettings, CameraSettings, DetectorSettings, FailMode, PipelineSettings
+from streamer.config import (
+    AnonymizerSettings, CameraSettings, DetectorSettings, FailMode, LiveDetectorSettings, PipelineSettings,
+)
 from streamer.faces.detection import Face
 from streamer.faces.detectors import create_detector
 from streamer.live.pipeline import CameraPipeline
@@ -181,7 +185,8 @@ def test_a_stalled_detector_turns_output_to_whole_frame_hiding_after_the_hold(fa
     release = threading.Event()
     try:
         pipe, outputs = run_pipeline(
-            face_clip, lambda: StallingDetector(10, release), seconds=3, hold_s=0.5
+            # one detector thread: each thread's detector makes its own ten good calls
+            face_clip, lambda: StallingDetector(10, release), seconds=3, hold_s=0.5, detect_workers=1
         )
     finally:
         release.set()
@@ -251,3 +256,81 @@ def test_a_stage_that_raises_is_reported_and_restarted_and_no_raw_frame_leaves(
         raw, faces = raw_frames[frame.index % len(raw_frames)]
         for face in faces:
             assert detail_kept(crop(raw, face.box), crop(frame.pixels, face.box)) < 0.2
+
+
+@pytest.fixture(scope="module")
+def still_scene_clip(tmp_path_factory, raw_frames) -> Path:
+    """A still 640x360 scene (a fixed camera) into which, from 1.5 s of 4 s on, the clip's face comes (small)."""
+    rng = np.random.default_rng(7)
+    scene = np.clip(rng.normal(0, 1, (36, 64, 3)).cumsum(axis=1) * 12 + 110, 0, 255).astype(np.uint8)
+    scene = np.ascontiguousarray(np.repeat(np.repeat(scene, 10, axis=0), 10, axis=1))
+    raw, (face,) = raw_frames[0]
+    x, y, w, h = (int(v) for v in face.box)
+    patch = raw[max(0, y - h // 4) : y + h + h // 4, max(0, x - w // 4) : x + w + w // 4]
+    patch = cv2.resize(patch, (patch.shape[1] // 2, patch.shape[0] // 2), interpolation=cv2.INTER_AREA)  # a few % of the picture
+    with_face = scene.copy()
+    with_face[40 : 40 + patch.shape[0], 380 : 380 + patch.shape[1]] = patch
+    path = tmp_path_factory.mktemp("still") / "still.mp4"
+    encode = ["ffmpeg", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "640x360", "-r", "30",
+              "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "30", str(path)]
+    subprocess.run(encode, input=(scene.tobytes() * 45) + (with_face.tobytes() * 75), check=True, timeout=120)
+    return path
+
+
+class SlowWholeDetector:
+    """The live detector, with whole 640x360 frames made 100 ms slower (as a busier machine's)."""
+
+    name = "slow-whole"
+
+    def __init__(self) -> None:
+        self._inner = create_detector(LiveDetectorSettings())
+
+    def detect(self, image, threshold):
+        if image.shape[:2] == (360, 640):
+            time.sleep(0.1)
+        return self._inner.detect(image, threshold)
+
+    def detect_area(self, image, area, threshold):
+        return self._inner.detect_area(image, area, threshold)
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_a_face_that_comes_into_a_still_scene_never_shows_when_cameras_share_a_detector(still_scene_clip):
+    # Three cameras share one detector thread with slow whole detections, so they queue for it and
+    # get looks at what changed between whole detections (which come every 10 s, or when no other
+    # camera waits).
+    settings = PipelineSettings(whole_every_s=10, detect_workers=1)
+    detections = DetectionScheduler(SlowWholeDetector, 0.2, workers=1, whole_every_s=10)
+    pipes = [
+        CameraPipeline(CameraSettings(name=name, source=str(still_scene_clip)), settings, AnonymizerSettings(), detections)
+        for name in ("a", "b", "c")
+    ]
+    with av.open(str(still_scene_clip)) as container:
+        raw = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    judge = create_detector(DetectorSettings())
+    try:
+        (face,) = judge.detect(raw[-1], 0.5)  # the face that comes
+    finally:
+        judge.close()
+    outputs, seen = [], -1
+    for pipe in pipes:
+        pipe.start()
+    try:
+        deadline = time.monotonic() + 4
+        while time.monotonic() < deadline:
+            latest = pipes[0].hub.latest
+            if latest is not None and latest.seq != seen:
+                seen = latest.seq
+                outputs.append(latest)
+            time.sleep(0.005)
+        status = pipes[0].status()
+    finally:
+        for pipe in pipes:
+            pipe.stop()
+    assert status["frames"]["detect"] - status["frames"]["whole"] >= 5, status["frames"]  # looks there were
+    before, after = crop(raw[0], face.box), crop(raw[-1], face.box)
+    came = [f for f in outputs if np.abs(crop(f.pixels, face.box).astype(int) - before).mean() > 20]
+    assert len(came) >= 20  # the face came...
+    assert all(detail_kept(after, crop(f.pixels, face.box)) < 0.2 for f in came)  # ...hidden on every frame

@@ -34,35 +34,35 @@ def test_a_face_first_seen_on_a_later_frame_is_hidden_on_the_frames_before():
     assert tracker.faces_at(1.0) == [FACE]
 
 
-def test_detections_around_known_faces_move_them_but_do_not_answer_for_the_frame():
+def test_incomplete_detections_move_known_faces_but_do_not_answer_for_the_frame():
     tracker = Tracker(hold_s=0.5)
     tracker.update(1.0, [FACE])
     moved = Face((110, 104, 50, 60), 0.8)
-    tracker.update(1.3, [moved], whole=False)
+    tracker.update(1.3, [moved], complete=False)
     assert tracker.current() == [moved]
     assert tracker.faces_at(1.3) == [moved]
-    tracker.update(1.6, [moved], whole=False)
-    # the newest look at the whole frame is 0.6 s old: a face may have come in since
+    tracker.update(1.6, [moved], complete=False)
+    # the newest complete detection is 0.6 s old: a face may have come in since
     assert tracker.faces_at(1.6) is None
-    assert not tracker.wait_for(1.6, time.monotonic() + 0.05)  # it waits for a whole one, in vain
+    assert not tracker.wait_for(1.6, time.monotonic() + 0.05)  # it waits for a complete one, in vain
     tracker.update(1.7, [moved])
     assert tracker.faces_at(1.6) is None  # a later look does not say what this frame held
     assert tracker.wait_for(1.7, time.monotonic() + 0.05)
     assert tracker.faces_at(1.7) == [moved]
 
 
-def test_after_a_scene_cut_only_a_whole_detection_since_answers_and_known_faces_are_no_guide():
+def test_after_a_scene_cut_only_a_complete_detection_since_answers_and_known_faces_are_no_guide():
     tracker = Tracker(hold_s=0.5)
     tracker.update(1.0, [FACE])
     assert tracker.faces_at(1.1) == [FACE]
     tracker.cut(1.2)
     assert tracker.current() is None  # nowhere to look around: the next detection must be whole
     assert tracker.faces_at(1.2) is None  # the detection of 1.0 was of another scene
-    tracker.update(1.25, [FACE], whole=False)
+    tracker.update(1.25, [FACE], complete=False)
     assert tracker.faces_at(1.3) is None
     other = Face((300, 50, 40, 40), 0.9)
     tracker.update(1.35, [other])
-    # the first whole detection since the cut answers for the frames between (its faces on them too)
+    # the first complete detection since the cut answers for the frames between (its faces on them too)
     assert other in tracker.faces_at(1.3) and FACE in tracker.faces_at(1.1)
     assert tracker.current()
 

@@ -13,11 +13,13 @@ Times need not be seconds: video files use frame numbers, so that gaps in their 
 end a face's hold. What the tracker has forgotten it never answers for: a frame asked about after
 the detections around it were pruned gets ``None`` (hide it whole), never "no faces".
 
-A detection may also have looked only around the faces already known (``whole=False``, see
-``focus.py``): it moves and refreshes their boxes, but says nothing of the rest of the picture, so
-only detections of whole frames count for the answer "these are all the faces" (``hold_s``).
-After a scene cut (``cut``), only whole detections made since count for frames from then on, and
-the faces known before it are not where to look any more (``current``).
+A detection may also have looked only at part of the frame (see ``focus.py``). When it looked
+everywhere a face not known could be (around the known faces and where the picture changed since
+a whole-frame detection), it is complete and counts as a whole one does; otherwise
+(``complete=False``) it moves and refreshes the boxes it found, but says nothing of the rest of the
+picture. Only complete detections count for the answer "these are all the faces" (``hold_s``).
+After a scene cut (``cut``), only complete detections made since count for frames from then on,
+and the faces known before it are not where to look any more (``current``).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class Tracker:
         self._tracks: list[Track] = []
         self._last_detection: float | None = None
         self._detected: list[float] = []  # capture times of the frames detected, ascending
-        self._whole: list[float] = []  # those of them detected whole, ascending
+        self._complete: list[float] = []  # those of them detected completely, ascending
         self._cuts: list[float] = []  # capture times of frames that began a new scene, ascending
         self._found: dict[float, list[Face]] = {}  # the faces found on each of those frames
         self._forgotten_before = -math.inf  # detections older than this have been pruned
@@ -61,9 +63,9 @@ class Tracker:
         """Capture time of the newest frame the detector has finished, or None before the first."""
         return self._last_detection
 
-    def update(self, captured: float, faces: list[Face], whole: bool = True) -> None:
-        """Record the faces found on the frame captured at ``captured``: on all of it, or (``whole``
-        False) only around the faces known before."""
+    def update(self, captured: float, faces: list[Face], complete: bool = True) -> None:
+        """Record the faces found on the frame captured at ``captured``: every face on it, or
+        (``complete`` False) those found on the part of it that was looked at."""
         with self._lock:
             unmatched = list(self._tracks)
             for face in sorted(faces, key=lambda f: f.score, reverse=True):
@@ -83,13 +85,13 @@ class Tracker:
             horizon = captured - 2 * self.hold_s
             self._forgotten_before = max(self._forgotten_before, horizon)
             insort(self._detected, captured)
-            if whole:
-                insort(self._whole, captured)
+            if complete:
+                insort(self._complete, captured)
             self._found[captured] = faces
             for old in self._detected[: bisect_left(self._detected, horizon)]:
                 self._found.pop(old, None)
             del self._detected[: bisect_left(self._detected, horizon)]
-            del self._whole[: bisect_left(self._whole, horizon)]
+            del self._complete[: bisect_left(self._complete, horizon)]
             del self._cuts[: max(0, bisect_left(self._cuts, horizon) - 1)]  # the newest before it still counts
             self._tracks = [t for t in self._tracks if t.last_seen >= horizon]
             for track in self._tracks:
@@ -104,31 +106,31 @@ class Tracker:
 
     def current(self) -> list[Face] | None:
         """The newest box of every face still held after the newest detection; None after a scene
-        cut that no whole detection has looked at yet (the faces known are of another scene)."""
+        cut that no complete detection has looked at yet (the faces known are of another scene)."""
         with self._lock:
-            if self._cuts and not (self._whole and self._whole[-1] >= self._cuts[-1]):
+            if self._cuts and not (self._complete and self._complete[-1] >= self._cuts[-1]):
                 return None
             if self._last_detection is None:
                 return []
             return [t.face for t in self._tracks if t.last_seen >= self._last_detection - self.hold_s]
 
     def _answered(self, captured: float) -> bool:
-        """Whole detections count for the frame captured at ``captured``: one at or within
+        """Complete detections count for the frame captured at ``captured``: one at or within
         ``hold_s`` before it and not before a scene cut that came before the frame; or, when such a
-        cut came within ``hold_s`` before the frame and no whole detection since, the first one
+        cut came within ``hold_s`` before the frame and no complete detection since, the first one
         after the frame, within ``hold_s`` (the faces of the new scene were most likely there)."""
-        newest_before = bisect_right(self._whole, captured) - 1
+        newest_before = bisect_right(self._complete, captured) - 1
         cut_index = bisect_right(self._cuts, captured) - 1
         cut = self._cuts[cut_index] if cut_index >= 0 else -math.inf
-        if newest_before >= 0 and self._whole[newest_before] >= max(captured - self.hold_s, cut):
+        if newest_before >= 0 and self._complete[newest_before] >= max(captured - self.hold_s, cut):
             return True
         if cut < captured - self.hold_s:
             return False
         first_after = newest_before + 1
-        return first_after < len(self._whole) and self._whole[first_after] <= captured + self.hold_s
+        return first_after < len(self._complete) and self._complete[first_after] <= captured + self.hold_s
 
     def wait_for(self, captured: float, deadline: float) -> bool:
-        """Wait until a frame captured at or after ``captured`` is detected, and whole detections
+        """Wait until a frame captured at or after ``captured`` is detected, and complete detections
         answer for this one (see ``faces_at``), or the monotonic clock reaches ``deadline``; True
         if they do. A stalled detector costs each frame at most the time left until its
         deadline, so a backlog of frames is never held up twice."""
@@ -148,9 +150,9 @@ class Tracker:
 
     def faces_at(self, captured: float) -> list[Face] | None:
         """Faces to hide on a frame captured at ``captured``; None when they are not known: no frame
-        detected whole at or within ``hold_s`` before it (a later detection alone does not say the
+        detected completely at or within ``hold_s`` before it (a later detection alone does not say the
         face was not there yet), none since a scene cut before it (except, within ``hold_s`` of the
-        cut, the first whole detection after the frame), or the detections it needs already pruned
+        cut, the first complete detection after the frame), or the detections it needs already pruned
         (the frame is far older than the newest detection).
 
         Each face held at that time gives one box: around its box from the newest detection at or

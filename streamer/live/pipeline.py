@@ -7,13 +7,13 @@ that falls behind drops frames and counts them, nothing queues without bound. De
 at the pool's pace and feed a ``Tracker``; the anonymizer hides the faces the tracker holds at
 each frame's capture time, and the same faces where the ``Follower`` has followed them to.
 
-While cameras queue for the detector, most detections look only around the faces a camera knows
-(the scheduler keeps a whole-frame one at least every ``whole_every_s``); capture watches for scene
-cuts (``SceneCuts``), after which the next detection is whole and the known faces are forgotten as
-places to look.
+Most detections look only around the faces the camera knows and where its picture changed since
+its last whole-frame detection (``Changes``; the scheduler keeps a whole-frame one at least every
+``whole_every_s``); capture watches for scene cuts (``SceneCuts``), after which the next detection
+is whole and the known faces are forgotten as places to look.
 
-Fail closed: a frame for which the tracker has no answer (no frame detected whole within the hold
-time before it, or since a scene cut: the detector is slow, stalled or failing, or has not
+Fail closed: a frame for which the tracker has no answer (no frame detected completely within the
+hold time before it, or since a scene cut: the detector is slow, stalled or failing, or has not
 started) is hidden whole. No frame reaches the encoder any other way.
 
 A stage that raises is logged with the camera's name, counted (``stage_errors`` in the status,
@@ -38,12 +38,13 @@ import numpy as np
 
 from ..config import AnonymizerSettings, CameraSettings, PipelineSettings, ZoneSettings
 from ..faces.anonymizer import Anonymizer, hide_all
-from ..faces.detection import Face
+from ..faces.focus import Look
 from ..faces.zones import ZoneMasks
 from ..faces.following import Follower
 from ..faces.tracking import Tracker
 from . import metrics
 from .buffers import LatestQueue
+from .changes import Changes
 from .hub import FrameHub
 from ..redact import redact
 from .scenes import SceneCuts
@@ -119,6 +120,7 @@ class CameraPipeline:
         self._seat: Seat | None = None
         self._tracker = Tracker(settings.hold_s)
         self._follower = Follower(settings.follow_s)  # used by the anonymize stage only
+        self._changes = Changes()  # set and read by the scheduler's threads
         self._scene = SceneCuts()  # used by the capture stage only
         self._zones = ZoneMasks(camera.zones)
         # Room for the frames that arrive while the anonymizer waits for detection (60 fps at most).
@@ -142,7 +144,7 @@ class CameraPipeline:
 
     def start(self) -> None:
         metrics.FPS.track(self.name, self.fps)
-        self._seat = self._detections.join(self.name, self._detected, self._detection_failed, self._known_faces)
+        self._seat = self._detections.join(self.name, self._detected, self._detection_failed, self._look)
         bodies = {
             "capture": self._capture_loop,
             "anonymize": partial(self._consume, self._to_anonymize, self._anonymize),
@@ -301,18 +303,30 @@ class CameraPipeline:
         if self.detector_error is not None:
             log.info("camera %s: detector recovered", self.name)
             self.detector_error = None
-        self._tracker.update(detection.frame.captured, detection.faces, detection.whole)
+        frame = detection.frame
+        if detection.whole:  # before the tracker: a look after it answers from this frame's changes
+            self._changes.detected_whole(frame.pixels, frame.captured, detection.faces)
+        self._tracker.update(frame.captured, detection.faces, detection.complete)
         self._count("detect")
         if detection.whole:
             self._count("whole")
         metrics.DETECT_SECONDS.labels(self.name).observe(detection.detect_s)
         metrics.DETECT_WAIT_SECONDS.labels(self.name).observe(detection.wait_s)
 
-    def _known_faces(self) -> list[Face]:
-        """Where this camera's faces are now, for detections that look only around them: the
-        boxes the tracker holds and those the follower has moved."""
+    def _look(self, frame: Frame) -> Look | None:
+        """Where to look on ``frame`` instead of all of it: around the faces the tracker holds, those
+        the follower has moved and those found on the last whole-frame detection, and where the
+        picture changed since (incomplete when too much has, or before the first whole detection).
+        None (look at all of it) after a scene cut not yet detected whole."""
         known = self._tracker.current()
-        return [] if known is None else known + self._follower.faces  # None: a scene cut, look whole
+        if known is None:
+            return None
+        known += self._follower.faces
+        changes = self._changes.since(frame.pixels)
+        if changes is None:
+            return Look(known, complete=False)
+        areas, reference_faces = changes
+        return Look(known + reference_faces, areas)
 
     def _detection_failed(self, exc: Exception, detector: bool) -> None:
         """The detector failed on this camera's frame (its frames are hidden whole until one is

@@ -8,12 +8,17 @@ camera with nothing to offer takes no turn, and a seat that leaves frees its sha
 camera alone gets every worker: two frames of it may be detected at once, which the tracker
 accepts in any order. ``detect_fps`` caps each camera's rate.
 
-A detection looks at the whole frame, or only around the faces the camera already knows (its
-``focus``; ``faces/focus.py``), which costs a tenth or less. Whole frames are what find new faces
-and what the camera's tracker needs for its answer (a frame whose newest whole detection is older
-than the hold time is hidden whole), so each camera gets one at least every ``whole_every_s``
-(a seat overdue goes first), and every detection is whole while no other camera is waiting for a
-worker. Only when cameras queue for the workers do the turns between go to the known faces.
+A detection looks at the whole frame, or only where the camera's ``focus`` says a face can be:
+around the faces it knows and where its picture changed since its last whole-frame detection
+(``faces/focus.py``, ``live/changes.py``), which costs a fraction. Such a look, when complete, answers
+for its frame as a whole detection does. Whole frames are still what a camera's changes are
+measured from, so each camera gets one at least every ``whole_every_s`` (a seat overdue goes first),
+after a scene cut, and whenever its focus has nothing to offer. Looks are made only while other
+cameras wait for a worker: otherwise the frame is detected whole (on the motion benchmark, a camera
+alone looked at only where its picture changed leaked 14 face-frames in 1000 instead of 5: a face
+the detector misses on one frame is often found on the next whole one, not only where pixels
+changed). A camera whose picture changed too much since its last whole detection gets a look that
+only follows its known faces (which does not answer for the frame).
 
 A failing detector is closed, reported to the camera whose frame it failed on (which then hides
 its frames whole until a detection succeeds) and made anew for the next frame, after a pause. The
@@ -35,7 +40,7 @@ from typing import Callable
 from ..config import PipelineSettings
 from ..faces.detection import Detector, Face
 from ..faces.detectors import create_detector
-from ..faces.focus import detect_around
+from ..faces.focus import Look, detect_look
 from ..redact import redact
 from .metrics import DETECTOR_BUSY_SECONDS, percentiles_ms
 from .sources import Frame
@@ -57,13 +62,14 @@ class Detection:
     faces: list[Face]
     detect_s: float  # the detector's time
     wait_s: float  # from the frame's offer to the start of its detection
-    whole: bool  # the whole frame was looked at (else only around the faces known before)
+    whole: bool  # the whole frame was looked at (else only where the camera's focus said)
+    complete: bool  # every face on the frame was looked for: whole, or a complete look
 
 
 class Seat:
     """A camera's place at the scheduler. ``on_result`` gets each ``Detection``; ``on_error`` an
     exception from the detector (or from ``on_result``, with ``detector=False``); ``focus`` says
-    where the camera's known faces are now (none: every detection is of the whole frame)."""
+    where to look on a frame instead of all of it (None, or no focus: the whole frame)."""
 
     def __init__(
         self,
@@ -71,7 +77,7 @@ class Seat:
         name: str,
         on_result: Callable[[Detection], None],
         on_error: Callable[[Exception, bool], None],
-        focus: Callable[[], list[Face]] | None,
+        focus: Callable[[Frame], Look | None] | None,
         min_period_s: float,
     ) -> None:
         self.name = name
@@ -148,7 +154,7 @@ class DetectionScheduler:
         name: str,
         on_result: Callable[[Detection], None],
         on_error: Callable[[Exception, bool], None],
-        focus: Callable[[], list[Face]] | None = None,
+        focus: Callable[[Frame], Look | None] | None = None,
     ) -> Seat:
         seat = Seat(self, name, on_result, on_error, focus, self._min_period_s)
         with self._cond:
@@ -182,9 +188,9 @@ class DetectionScheduler:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def _next(self) -> tuple[Seat, Frame, float, bool] | None:
-        """The frame to detect next, and whether to detect it whole: of the seat longest overdue
-        for a whole detection, else of the seat served least recently, among those with a frame
-        due; None when the last seat has left. Called with the lock held."""
+        """The frame to detect next, and whether it must be detected whole: of the seat longest
+        overdue for a whole detection, else of the seat served least recently, among those with a
+        frame due; None when the last seat has left. Called with the lock held."""
         while self._seats:
             now = time.monotonic()
             due = [seat for seat in self._seats if seat._pending and now >= seat._served + seat._min_period_s]
@@ -196,13 +202,17 @@ class DetectionScheduler:
                 queued = len(due) > 1  # another camera waits for a worker now
                 whole = bool(overdue) or not queued or seat._focus is None or not self._whole_every_s
                 if whole:
-                    seat._whole = now
-                    if seat._cut is not None and frame.captured >= seat._cut:
-                        seat._cut = None
+                    self._whole_started(seat, frame, now)
                 return seat, frame, now - offered, whole
             waiting = [seat._served + seat._min_period_s - now for seat in self._seats if seat._pending]
             self._cond.wait(min([_POLL_S, *waiting]))
         return None
+
+    @staticmethod
+    def _whole_started(seat: Seat, frame: Frame, now: float) -> None:
+        seat._whole = now
+        if seat._cut is not None and frame.captured >= seat._cut:
+            seat._cut = None
 
     def _work(self) -> None:
         with contextlib.suppress(OSError, AttributeError):  # Linux: a thread has its own nice value
@@ -219,15 +229,17 @@ class DetectionScheduler:
                     if detector is None:
                         detector = self._factory()
                     started = time.monotonic()
-                    known = [] if whole else seat._focus()
-                    if known:
-                        faces = detect_around(detector, frame.pixels, known, self._threshold)
+                    look = None if whole else seat._focus(frame)
+                    if look is not None and not look.complete and not look.faces:
+                        look = None  # no face to follow: whole
+                    if look is not None:
+                        faces, complete = detect_look(detector, frame.pixels, look, self._threshold)
                     else:
-                        if not whole:  # no face known: nothing to look around
+                        if not whole:  # the focus has nothing to offer
                             whole = True
                             with self._cond:
-                                seat._whole = started
-                        faces = detector.detect(frame.pixels, self._threshold)
+                                self._whole_started(seat, frame, started)
+                        faces, complete = detector.detect(frame.pixels, self._threshold), True
                     elapsed = time.monotonic() - started
                 except Exception as exc:
                     if detector is not None:
@@ -241,7 +253,7 @@ class DetectionScheduler:
                 DETECTOR_BUSY_SECONDS.inc(elapsed)
                 seat._waits.append(wait_s)
                 try:
-                    seat._on_result(Detection(frame, faces, elapsed, wait_s, whole))
+                    seat._on_result(Detection(frame, faces, elapsed, wait_s, whole, complete))
                 except Exception as exc:  # the camera's bug: its frames go on being hidden whole meanwhile
                     seat._on_error(exc, False)
         finally:
