@@ -101,14 +101,20 @@ class CenterFace:
         return self._detect(image, self.scale_for(width, height), self.coarse_scale_for(width, height), threshold)
 
     def detect_area(self, image: np.ndarray, area: tuple[int, int, int, int], threshold: float) -> list[Face]:
-        """The faces in ``area`` (x0, y0, x1, y1) of ``image``, boxes in pixels of ``image``, found
-        as ``detect(image)`` finds them there: the part is resized by the factors of the whole image
-        (not of its own size, which would look at it closer and cost more)."""
+        """The faces in ``area`` (x0, y0, x1, y1) of ``image`` (and in a margin around it), boxes in
+        pixels of ``image``, found as ``detect(image)`` finds them there: the part is resized by
+        the factors of the whole image (not of its own size, which would look at it closer and cost
+        more), and widened to the cells of the network's grid (``ALIGN`` px of its input at the
+        main pass) as they lie on the whole image, so that the network sees the same pixels at the
+        same places of its grid. Of the faces found on 720p photos at 0.3, 259 in 312 were found
+        again at 0.2 in an area of half a face around each without that, 286 with it."""
         height, width = image.shape[:2]
+        scale, coarse = self.scale_for(width, height), self.coarse_scale_for(width, height)
+        cell = ALIGN / scale  # image px of one cell of the grid
         x0, y0, x1, y1 = area
-        faces = self._detect(
-            image[y0:y1, x0:x1], self.scale_for(width, height), self.coarse_scale_for(width, height), threshold
-        )
+        x0, y0 = int(math.floor(x0 / cell) * cell), int(math.floor(y0 / cell) * cell)
+        x1, y1 = min(width, int(math.ceil(x1 / cell) * cell)), min(height, int(math.ceil(y1 / cell) * cell))
+        faces = self._detect(image[y0:y1, x0:x1], scale, coarse, threshold)
         return [Face((f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]), f.score) for f in faces]
 
     def _detect(self, image: np.ndarray, scale: float, coarse: float | None, threshold: float) -> list[Face]:
@@ -148,14 +154,14 @@ class CenterFace:
 
     def scale_for(self, width: int, height: int) -> float:
         """The factor an image of this size is resized by: ``scale``, or less to fit ``max_pixels``."""
-        return min(self._scale, math.sqrt(self._max_pixels / (width * height)))
+        return _whole_shrink(min(self._scale, math.sqrt(self._max_pixels / (width * height))))
 
     def coarse_scale_for(self, width: int, height: int) -> float | None:
         """The factor of the coarse pass for an image of this size, or None when it has none: no
         ``coarse_pixels``, or the main pass is not larger than that."""
         if not self._coarse_pixels or self.scale_for(width, height) ** 2 * width * height <= self._coarse_pixels:
             return None
-        return math.sqrt(self._coarse_pixels / (width * height))
+        return _whole_shrink(math.sqrt(self._coarse_pixels / (width * height)))
 
     def _blob(self, rgb: np.ndarray, scale: float) -> tuple[np.ndarray, tuple[int, int]]:
         """The network input for ``rgb`` resized by ``scale``, and the size (w, h) of the resized image inside it."""
@@ -168,6 +174,16 @@ class CenterFace:
         blob = np.zeros((1, 3, padded_h, padded_w), np.float32)
         blob[0, :, :height, :width] = rgb.transpose(2, 0, 1)
         return blob, (width, height)
+
+
+def _whole_shrink(factor: float) -> float:
+    """``factor``, or 1/n when it is at most 1% over 1/n for a whole number n: OpenCV shrinks by a
+    whole factor far faster (INTER_AREA from 1920x1080: 0.5 ms to 960x540, 10 ms to 962x541, the
+    size ``max_pixels`` 520000 gives), and the image is only a pixel or two smaller."""
+    if factor >= 1.0:
+        return factor
+    whole = 1.0 / math.ceil(1.0 / factor - 1e-9)
+    return whole if factor <= whole * 1.01 else factor
 
 
 def _decode(heatmap: np.ndarray, log_size: np.ndarray, offset: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
