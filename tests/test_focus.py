@@ -81,7 +81,7 @@ def test_a_small_face_next_to_a_large_one_is_not_shrunk_out_of_sight():
 def test_a_changed_area_is_looked_at_as_it_is_and_answers_for_the_frame():
     frame = np.zeros((720, 1280, 3), np.uint8)
     detector = Recorder()
-    found, complete = detect_look(detector, frame, Look([], [(100, 200, 300, 260)]), 0.5)
+    found, complete = detect_look(detector, frame, Look([], [(100, 200, 300, 260)], complete=True), 0.5)
     assert detector.sizes == [(200, 60)]  # a detector without detect_area sees the part as it is
     (box,) = [f.box for f in found]
     assert box == (180.0, 224.0, 40.0, 12.0)
@@ -90,18 +90,23 @@ def test_a_changed_area_is_looked_at_as_it_is_and_answers_for_the_frame():
 
 def test_a_face_reaching_a_changed_area_s_edge_leaves_the_look_incomplete():
     frame = np.zeros((720, 1280, 3), np.uint8)
-    found, complete = detect_look(EdgeFinder(), frame, Look([], [(400, 200, 600, 400)]), 0.5)
-    assert len(found) == 2 and not complete  # the face may go on where nothing was looked for
-    found, complete = detect_look(EdgeFinder(), frame, Look([], [(0, 200, 200, 400)]), 0.5)
+    found, complete = detect_look(EdgeFinder(), frame, Look([], [(400, 200, 600, 400)], complete=True), 0.5)
+    assert [f.score for f in found] == [0.8] and not complete  # the face may go on where nothing was looked for
+    found, complete = detect_look(EdgeFinder(), frame, Look([], [(0, 200, 200, 400)], complete=True), 0.5)
     assert len(found) == 2 and complete  # the frame's own edge
+    found, complete = detect_look(Recorder(), frame, Look([], [(100, 200, 300, 260)]), 0.5)
+    assert found and not complete  # a look whose changes are not known follows faces only
 
 
-def test_a_face_found_both_around_it_and_in_a_changed_area_gives_one_box():
+def test_a_face_found_both_around_it_and_in_a_changed_area_gives_one_box_around_both():
     frame = np.zeros((720, 1280, 3), np.uint8)
     face = Face((480, 280, 40, 40), 0.9)
-    window = windows_around([face], 1280, 720)[0]  # the Recorder finds its face in the middle of both
-    found, complete = detect_look(Recorder(), frame, Look([face], [window]), 0.5)
-    assert len(found) == 1 and complete
+    x0, y0, x1, y1 = windows_around([face], 1280, 720)[0]  # the Recorder finds its face in the middle of each
+    area = (x0 + 2, y0 + 2, x1 + 2, y1 + 2)
+    found, complete = detect_look(Recorder(), frame, Look([face], [area], complete=True), 0.5)
+    (box,) = [f.box for f in found]
+    assert (x0, y0, x1, y1) == (450, 250, 550, 350) and complete
+    assert box == (490.0, 290.0, 22.0, 22.0)  # (490, 290, 20, 20) around it, (492, 292, 20, 20) in the area
 
 
 @pytest.fixture(scope="module")

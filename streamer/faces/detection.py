@@ -37,6 +37,14 @@ def clip_box(x: float, y: float, w: float, h: float, width: int, height: int) ->
     return (x0, y0, max(0.0, x1 - x0), max(0.0, y1 - y0))
 
 
+def enclosing(a: Face, b: Face) -> Face:
+    """One face whose box encloses both boxes, scored as the better of the two."""
+    x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
+    x1 = max(a.box[0] + a.box[2], b.box[0] + b.box[2])
+    y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
+    return Face((x0, y0, x1 - x0, y1 - y0), max(a.score, b.score))
+
+
 def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     """Intersection over union of two ``(x, y, w, h)`` boxes."""
     ax, ay, aw, ah = a

@@ -14,8 +14,10 @@ at only where a face can be (a ``Look``):
 - in the areas where the picture changed since the camera's last whole-frame detection
   (``live/changes.py``), looked at as that detection looked at them: at the scale the detector gives
   the whole frame, so a face found there by a whole detection is found here too. A face the
-  detector finds reaching an area's edge inside the frame makes the look incomplete: the face may
-  go on outside the area, where nothing was looked for.
+  detector finds reaching an area's edge inside the frame makes the look incomplete (the face may
+  go on outside the area, where nothing was looked for), and its box is dropped as a window's is.
+
+Where two windows found the same face, it keeps the box around both (hiding more never leaks).
 
 With the faces found on the last whole-frame detection among the known ones, a complete look has
 looked everywhere a face not known can be: it answers for its frame as a whole detection does (see
@@ -32,7 +34,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .detection import Detector, Face, clip_box, iou
+from .detection import Detector, Face, clip_box, enclosing, iou
 
 CONTEXT = 2.5  # a window's side, in sides of the face it is around
 FACE_PX = 64  # px across a face is shrunk to in its window (never enlarged)
@@ -49,7 +51,7 @@ class Look:
 
     faces: list[Face]  # known faces: a window around each
     areas: list[Area] = field(default_factory=list)  # where the picture changed since the last whole detection
-    complete: bool = True  # ``areas`` hold every change (else they are not known: the look only follows faces)
+    complete: bool = False  # ``areas`` hold every change (else they are not known: the look only follows faces)
 
 
 def windows_around(faces: list[Face], width: int, height: int) -> list[Area]:
@@ -77,8 +79,10 @@ def detect_look(detector: Detector, image: np.ndarray, look: Look, threshold: fl
     for area in _joined(list(look.areas)):
         inner = (area[0] > 0, area[1] > 0, area[2] < width, area[3] < height)
         for face in _detect_area(detector, image, area, threshold):
-            complete = complete and not _cut_off(face.box, area, inner)
-            found.append(face)  # even cut off: it hides part of a face until a whole detection
+            if _cut_off(face.box, area, inner):
+                complete = False  # part of a face: the tracker keeps its known box, not this part
+            else:
+                found.append(face)
     return _distinct(found), complete
 
 
@@ -122,11 +126,15 @@ def _detect_area(detector: Detector, image: np.ndarray, area: Area, threshold: f
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
-    """One box per face where windows overlapped: the better scored of boxes that overlap much."""
+    """One box per face where windows overlapped: boxes that overlap much become the box around
+    them, scored as the best."""
     kept: list[Face] = []
     for face in sorted(faces, key=lambda f: f.score, reverse=True):
-        if all(iou(face.box, other.box) < _SAME_FACE_IOU for other in kept):
+        same = next((i for i, other in enumerate(kept) if iou(face.box, other.box) >= _SAME_FACE_IOU), None)
+        if same is None:
             kept.append(face)
+        else:
+            kept[same] = enclosing(kept[same], face)
     return kept
 
 

@@ -30,7 +30,7 @@ import time
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 
-from .detection import Face, iou
+from .detection import Face, enclosing, iou
 
 _SAME_FACE_IOU = 0.3
 
@@ -172,13 +172,6 @@ class Tracker:
                 if held is not None and (held[0] == captured or not after):
                     faces.append(held[1])
                 elif after:
-                    faces.append(after[0][1] if held is None else _around(held[1], after[0][1]))
+                    faces.append(after[0][1] if held is None else enclosing(held[1], after[0][1]))
             return faces
 
-
-def _around(a: Face, b: Face) -> Face:
-    """One face whose box encloses both boxes, scored as the better of the two."""
-    x0, y0 = min(a.box[0], b.box[0]), min(a.box[1], b.box[1])
-    x1 = max(a.box[0] + a.box[2], b.box[0] + b.box[2])
-    y1 = max(a.box[1] + a.box[3], b.box[1] + b.box[3])
-    return Face((x0, y0, x1 - x0, y1 - y0), max(a.score, b.score))

@@ -32,6 +32,9 @@ _SAMPLES_PER_CELL = 4  # pixels sampled across a cell for its mean
 CHANGE = 10.0  # grey levels (0-255) a cell's mean moves by that count as a change
 MARGIN_CELLS = 1  # changed cells grow by this many each side
 MAX_CHANGED = 0.1  # share of the picture changed (grown cells) past which no changes are given
+# A reference older than this gives no changes either: whole detections are failing or starved,
+# and looks must not go on answering from an ever older one.
+MAX_AGE_S = 2.0
 
 Area = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive)
 
@@ -73,13 +76,14 @@ class Changes:
             if self._reference is None or captured >= self._reference.captured:
                 self._reference = reference
 
-    def since(self, pixels: np.ndarray) -> tuple[list[Area], list[Face]] | None:
-        """The areas where ``pixels`` changed since the reference frame, and the faces found on that
-        frame; None when there is no reference (or one of another size) or too much has changed."""
+    def since(self, pixels: np.ndarray, captured: float) -> tuple[list[Area], list[Face]] | None:
+        """The areas where ``pixels`` (captured at ``captured``) changed since the reference frame,
+        and the faces found on that frame; None when there is no reference (or one of another size,
+        or over ``MAX_AGE_S`` older) or too much has changed."""
         with self._lock:
             reference = self._reference
         height, width = pixels.shape[:2]
-        if reference is None or reference.size != (width, height):
+        if reference is None or reference.size != (width, height) or captured - reference.captured > MAX_AGE_S:
             return None
         cells = grid(pixels)
         changed = (np.abs(cells - reference.cells) >= CHANGE).astype(np.uint8)
@@ -89,7 +93,7 @@ class Changes:
             return None
         count, _, stats, _ = cv2.connectedComponentsWithStats(changed, connectivity=8)
         rows, cols = cells.shape
-        sx, sy = width / cols, height / rows  # the grid's cells in pixels (the last ones take the remainder)
+        sx, sy = width / cols, height / rows  # the grid's cells in pixels (within a few: the margin covers it)
         areas = []
         for left, top, w, h, _ in stats[1:count]:
             x0, y0 = int(left * sx), int(top * sy)

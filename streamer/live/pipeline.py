@@ -300,7 +300,7 @@ class CameraPipeline:
 
     def _detected(self, detection: Detection) -> None:
         """A detection from the scheduler (on one of its threads)."""
-        if self.detector_error is not None:
+        if self.detector_error is not None and detection.whole:  # looks may work where whole ones fail
             log.info("camera %s: detector recovered", self.name)
             self.detector_error = None
         frame = detection.frame
@@ -316,17 +316,18 @@ class CameraPipeline:
     def _look(self, frame: Frame) -> Look | None:
         """Where to look on ``frame`` instead of all of it: around the faces the tracker holds, those
         the follower has moved and those found on the last whole-frame detection, and where the
-        picture changed since (incomplete when too much has, or before the first whole detection).
+        picture changed since (incomplete when too much has, before the first whole detection, or
+        when the last one is old: whole detections are failing).
         None (look at all of it) after a scene cut not yet detected whole."""
         known = self._tracker.current()
         if known is None:
             return None
         known += self._follower.faces
-        changes = self._changes.since(frame.pixels)
+        changes = self._changes.since(frame.pixels, frame.captured)
         if changes is None:
-            return Look(known, complete=False)
+            return Look(known)
         areas, reference_faces = changes
-        return Look(known + reference_faces, areas)
+        return Look(known + reference_faces, areas, complete=True)
 
     def _detection_failed(self, exc: Exception, detector: bool) -> None:
         """The detector failed on this camera's frame (its frames are hidden whole until one is
