@@ -90,8 +90,12 @@ def test_a_changed_area_is_looked_at_as_it_is_and_answers_for_the_frame():
 
 def test_a_face_reaching_a_changed_area_s_edge_leaves_the_look_incomplete():
     frame = np.zeros((720, 1280, 3), np.uint8)
-    found, complete = detect_look(EdgeFinder(), frame, Look([], [(400, 200, 600, 400)], complete=True), 0.5)
-    assert [f.score for f in found] == [0.8] and not complete  # the face may go on where nothing was looked for
+    area = (400, 200, 600, 400)  # EdgeFinder: a face at (400, 280, 40, 40) cut off, one at (500, 280, 40, 40)
+    found, complete = detect_look(EdgeFinder(), frame, Look([], [area], complete=True), 0.5)
+    assert len(found) == 2 and not complete  # the face may go on where nothing was looked for...
+    known = Face((390, 275, 60, 50), 0.9)
+    found, complete = detect_look(EdgeFinder(), frame, Look([known], [area], complete=True), 0.5)
+    assert (400.0, 280.0, 40.0, 40.0) not in [f.box for f in found] and not complete  # ...part of a known face
     found, complete = detect_look(EdgeFinder(), frame, Look([], [(0, 200, 200, 400)], complete=True), 0.5)
     assert len(found) == 2 and complete  # the frame's own edge
     found, complete = detect_look(Recorder(), frame, Look([], [(100, 200, 300, 260)]), 0.5)

@@ -187,10 +187,10 @@ def test_a_camera_whose_focus_offers_nothing_gets_whole_detections():
     assert len(camera.detected) >= 15 and camera.whole == camera.detected
 
 
-def test_cameras_that_know_no_face_get_whole_detections_even_when_they_queue():
+def test_queued_cameras_with_no_face_to_follow_and_no_changes_known_get_whole_detections():
     scheduler = DetectionScheduler(WindowedDetector, threshold=0.5, workers=1, whole_every_s=0.3)
-    nothing_changed = Look([], [], complete=True)  # a look would not even run the detector
-    cameras = [Camera(scheduler, name, cost_ms=0, size=400, focus=nothing_changed) for name in ("a", "b")]
+    too_much_changed = Look([])  # complete=False: the changes are not known
+    cameras = [Camera(scheduler, name, cost_ms=0, size=400, focus=too_much_changed) for name in ("a", "b")]
     time.sleep(1.0)
     for camera in cameras:
         camera.leave()

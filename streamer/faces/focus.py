@@ -15,16 +15,18 @@ at only where a face can be (a ``Look``):
   (``live/changes.py``), looked at as that detection looked at them: at the scale the detector gives
   the whole frame, so a face found there by a whole detection is found here too. A face the
   detector finds reaching an area's edge inside the frame makes the look incomplete (the face may
-  go on outside the area, where nothing was looked for), and its box is dropped as a window's is.
+  go on outside the area, where nothing was looked for); its box is dropped when it is of a known
+  face (the tracker keeps that face's whole box), kept when it is of a new one (its only cover).
 
 Where two windows found the same face, it keeps the box around both (hiding more never leaks).
 
 With the faces found on the last whole-frame detection among the known ones, a complete look has
 looked everywhere a face not known can be: it answers for its frame as a whole detection does (see
-``faces/tracking.py``). When the changes are not known (too much of the picture changed), a look
-around the known faces alone only moves their boxes: a face that has just come into view is found
-by the next whole-frame detection, and until then (up to ``pipeline.whole_every_s``) it is not
-hidden. The scheduler makes such looks only while cameras queue for the detector.
+``faces/tracking.py``). When the changes are not known (too much of the picture changed, or the
+last whole-frame detection is over 2 s old), a look around the known faces alone only moves their
+boxes: a face that has just come into view is found by the next whole-frame detection, and until
+then (up to ``pipeline.whole_every_s``) it is not hidden. The scheduler makes such looks only
+while cameras queue for the detector.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import cv2
 import numpy as np
 
 from .detection import Detector, Face, clip_box, enclosing, iou
+from .tracking import SAME_FACE_IOU
 
 CONTEXT = 2.5  # a window's side, in sides of the face it is around
 FACE_PX = 64  # px across a face is shrunk to in its window (never enlarged)
@@ -79,9 +82,14 @@ def detect_look(detector: Detector, image: np.ndarray, look: Look, threshold: fl
     for area in _joined(list(look.areas)):
         inner = (area[0] > 0, area[1] > 0, area[2] < width, area[3] < height)
         for face in _detect_area(detector, image, area, threshold):
-            if _cut_off(face.box, area, inner):
-                complete = False  # part of a face: the tracker keeps its known box, not this part
-            else:
+            if not _cut_off(face.box, area, inner):
+                found.append(face)
+                continue
+            complete = False
+            # Part of a face: of a known one, the tracker keeps its whole known box (this part must
+            # not replace it); a face not known yet has no other cover, and the next look has a
+            # window around this part to find all of it.
+            if not any(iou(face.box, known.box) >= SAME_FACE_IOU for known in look.faces):
                 found.append(face)
     return _distinct(found), complete
 

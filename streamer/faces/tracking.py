@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from .detection import Face, enclosing, iou
 
-_SAME_FACE_IOU = 0.3
+SAME_FACE_IOU = 0.3  # a box overlapping a known face's this much is of that face
 
 
 @dataclass(slots=True)
@@ -70,7 +70,7 @@ class Tracker:
             unmatched = list(self._tracks)
             for face in sorted(faces, key=lambda f: f.score, reverse=True):
                 best = max(unmatched, key=lambda t: iou(t.face.box, face.box), default=None)
-                if best is not None and iou(best.face.box, face.box) >= _SAME_FACE_IOU:
+                if best is not None and iou(best.face.box, face.box) >= SAME_FACE_IOU:
                     unmatched.remove(best)
                     if captured >= best.last_seen:
                         best.face, best.last_seen = face, captured

@@ -14,7 +14,8 @@ moved by ``CHANGE`` grey levels or more has changed; changed cells grow by ``MAR
 (a face whose edge matched its background) and join into areas. When more than ``MAX_CHANGED`` of the
 picture has changed (the camera moved, the lights changed, a crowd), a look at the changes would
 cost nearly what a whole-frame detection does: the changes are not given, and the camera's looks
-only follow its known faces until its next whole-frame detection.
+only follow its known faces until its next whole-frame detection. So too when the reference is over
+``MAX_AGE_S`` old (whole-frame detections failing, or spaced out further by ``whole_every_s``).
 """
 
 from __future__ import annotations

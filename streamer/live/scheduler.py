@@ -13,7 +13,7 @@ around the faces it knows and where its picture changed since its last whole-fra
 (``faces/focus.py``, ``live/changes.py``), which costs a fraction. Such a look, when complete, answers
 for its frame as a whole detection does. Whole frames are still what a camera's changes are
 measured from, so each camera gets one at least every ``whole_every_s`` (a seat overdue goes first),
-after a scene cut, and whenever its focus has nothing to offer or it knows no face. Looks are made
+after a scene cut, and whenever its focus has nothing to offer. Looks are made
 only while other cameras wait for a worker: otherwise the frame is detected whole (on the motion
 benchmark, a camera alone looked at only where its picture changed leaked 14 face-frames in 1000
 instead of 5: a face the detector misses on one frame is often found on the next whole one, not
@@ -230,8 +230,8 @@ class DetectionScheduler:
                         detector = self._factory()
                     started = time.monotonic()
                     look = None if whole else seat._focus(frame)
-                    if look is not None and not look.faces:
-                        look = None  # no face known: whole (a look at the changes alone misses more)
+                    if look is not None and not look.complete and not look.faces:
+                        look = None  # no face to follow: whole
                     if look is not None:
                         faces, complete = detect_look(detector, frame.pixels, look, self._threshold)
                     else:
