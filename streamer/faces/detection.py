@@ -15,6 +15,11 @@ class Face:
     box: tuple[float, float, float, float]
     score: float
 
+    def shifted(self, dx: float, dy: float) -> Face:
+        """The same face in an image whose origin is (-dx, -dy) from this one's (a part's box in the whole)."""
+        x, y, w, h = self.box
+        return Face((x + dx, y + dy, w, h), self.score)
+
 
 class Detector(Protocol):
     """A face detector backend. Instances are not shared between threads."""

@@ -43,7 +43,7 @@ CONTEXT = 2.5  # a window's side, in sides of the face it is around
 FACE_PX = 64  # px across a face is shrunk to in its window (never enlarged)
 MIN_WINDOW_PX = 64  # windows are at least this wide and high (a tiny face still gets context)
 MAX_WINDOW_PX = 640  # px across a window is shrunk to at most (a large joined window)
-_SAME_FACE_IOU = 0.5  # boxes of two windows that overlap this much are one face
+_DUPLICATE_IOU = 0.5  # boxes of two windows that overlap this much are one face
 
 Area = tuple[int, int, int, int]  # x0, y0, x1, y1 in pixels (x1, y1 exclusive)
 
@@ -127,10 +127,7 @@ def _detect_area(detector: Detector, image: np.ndarray, area: Area, threshold: f
     if detect_area is not None:
         return detect_area(image, area, threshold)
     x0, y0, x1, y1 = area
-    return [
-        Face((f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]), f.score)
-        for f in detector.detect(np.ascontiguousarray(image[y0:y1, x0:x1, :3]), threshold)
-    ]
+    return [face.shifted(x0, y0) for face in detector.detect(np.ascontiguousarray(image[y0:y1, x0:x1, :3]), threshold)]
 
 
 def _distinct(faces: list[Face]) -> list[Face]:
@@ -138,7 +135,7 @@ def _distinct(faces: list[Face]) -> list[Face]:
     them, scored as the best."""
     kept: list[Face] = []
     for face in sorted(faces, key=lambda f: f.score, reverse=True):
-        same = next((i for i, other in enumerate(kept) if iou(face.box, other.box) >= _SAME_FACE_IOU), None)
+        same = next((i for i, other in enumerate(kept) if iou(face.box, other.box) >= _DUPLICATE_IOU), None)
         if same is None:
             kept.append(face)
         else:

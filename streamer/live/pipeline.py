@@ -7,9 +7,9 @@ that falls behind drops frames and counts them, nothing queues without bound. De
 at the pool's pace and feed a ``Tracker``; the anonymizer hides the faces the tracker holds at
 each frame's capture time, and the same faces where the ``Follower`` has followed them to.
 
-Most detections look only around the faces the camera knows and where its picture changed since
-its last whole-frame detection (``Changes``; the scheduler keeps a whole-frame one at least every
-``whole_every_s``); capture watches for scene cuts (``SceneCuts``), after which the next detection
+While cameras queue for the detector, most detections look only around the faces a camera knows
+and where its picture changed since its last whole-frame detection (``Changes``; the scheduler
+keeps a whole-frame one at least every ``whole_every_s``); capture watches for scene cuts (``SceneCuts``), after which the next detection
 is whole and the known faces are forgotten as places to look.
 
 Fail closed: a frame for which the tracker has no answer (no frame detected completely within the

@@ -115,7 +115,7 @@ class CenterFace:
         x0, y0 = int(math.floor(x0 / cell) * cell), int(math.floor(y0 / cell) * cell)
         x1, y1 = min(width, int(math.ceil(x1 / cell) * cell)), min(height, int(math.ceil(y1 / cell) * cell))
         faces = self._detect(image[y0:y1, x0:x1], scale, coarse, threshold)
-        return [Face((f.box[0] + x0, f.box[1] + y0, f.box[2], f.box[3]), f.score) for f in faces]
+        return [face.shifted(x0, y0) for face in faces]
 
     def _detect(self, image: np.ndarray, scale: float, coarse: float | None, threshold: float) -> list[Face]:
         if self._session is None:
