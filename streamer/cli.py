@@ -26,7 +26,7 @@ from .redact import redact
 from .stills.images import EXTENSIONS, ImageError
 from .stills.job import anonymize_image, detect_image
 from .stills.video import EXTENSIONS as VIDEO_EXTENSIONS
-from .stills.video import LOOKAHEAD_FRAMES, VideoError, anonymize_video, frame_count
+from .stills.video import VideoError, anonymize_video, frame_count, queue_size
 from .stills.workers import Stop, WorkerPool, cpu_count
 from .users import Role, User, Users, UsersError, UsersFile, hash_password, new_api_key, read_users, write_users
 from .zones import ZonesFile
@@ -229,13 +229,13 @@ def _anonymize(args: argparse.Namespace, settings: Settings) -> int:
     # Images get the still-image detector, videos the live cameras' one (pipeline.detector): per
     # frame it costs a tenth, and with the boxes carried from frame to frame it leaks fewer faces.
     # One thread and detector per core, as the server has. Every image may wait in its queue, and
-    # a video keeps 1 + LOOKAHEAD_FRAMES + 2 per worker frames in it.
+    # a video keeps at most queue_size(workers) frames in it.
     if images:
         with _pool(settings.detector, len(images)) as pool:
             threshold = settings.detector.threshold if args.threshold is None else args.threshold
             failed += _anonymize_images(images, pool, settings.image, anonymizer, threshold)
     if videos:
-        with _pool(settings.pipeline.detector, 1 + LOOKAHEAD_FRAMES + 2 * cpu_count()) as pool:
+        with _pool(settings.pipeline.detector, queue_size(cpu_count())) as pool:
             threshold = settings.pipeline.detector.threshold if args.threshold is None else args.threshold
             failed += _anonymize_videos(videos, pool, settings, anonymizer, threshold, args.keep_audio, zones)
     log.info("anonymized %d of %d files into %s", len(jobs) - failed, len(jobs), args.output)
@@ -302,7 +302,8 @@ def _anonymize_videos(
             with tqdm(total=frame_count(source) or None, unit="frame", desc=source.name) as bar:
                 report = anonymize_video(
                     source, target, pool, threshold, anonymizer, settings.pipeline.file_hold_s, settings.pipeline.follow_s,
-                    fail_mode=settings.pipeline.fail_mode, keep_audio=keep_audio, on_frame=bar.update, zones=zones,
+                    follow_back_s=settings.pipeline.file_follow_back_s, fail_mode=settings.pipeline.fail_mode,
+                    keep_audio=keep_audio, on_frame=bar.update, zones=zones,
                 )
         except (OSError, VideoError) as exc:
             log.error("%s: skipped: %s", source, exc)

@@ -291,6 +291,11 @@ class PipelineSettings(Strict):
         2.0, ge=0.0, le=30.0,
         description="a face's box also follows its motion (optical flow) this long after it was last seen; 0 = off",
     )
+    file_follow_back_s: float = Field(
+        2.0, ge=0.0, le=5.0,
+        description="video files: a face first found on a frame is also followed back (optical flow) over the "
+        "frames before it, this long at most; frames are held back this long before they are written; 0 = off",
+    )
     fail_mode: FailMode = FailMode.blur
     zones_file: str = Field(
         "zones.yaml", description="where the privacy zones drawn in the web UI are kept, by camera (relative: to "

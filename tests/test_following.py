@@ -11,7 +11,7 @@ from conftest import read_rgb
 from streamer.config import Shape
 from streamer.faces.anonymizer import coverage_mask
 from streamer.faces.detection import Face
-from streamer.faces.following import Follower
+from streamer.faces.following import Follower, follow_back, grey_copy
 
 WIDTH, HEIGHT = 1280, 720
 PADDING = 1.3  # the anonymizer's default
@@ -87,3 +87,24 @@ def test_following_can_be_turned_off(photo):
     follower = Follower(follow_s=0)
     pixels, box = next(_film(*photo, frames=1, pan_px=0, zoom=1.0))
     assert follower.step(pixels, 0, [Face(box, 0.9)]) == []
+
+
+def test_a_face_found_late_is_followed_back_over_the_frames_before(photo):
+    film = list(_film(*photo, frames=30, pan_px=6, zoom=1.01))
+    last_pixels, last_box = film[-1]
+    greys = [grey_copy(pixels) for pixels, _ in reversed(film)]
+    factor = greys[0][1]
+    earlier = list(follow_back((grey for grey, _ in greys), factor, Face(last_box, 0.9), WIDTH, HEIGHT))
+    assert len(earlier) == len(film) - 1
+    for face, (_, box) in zip(earlier, reversed(film[:-1])):
+        assert _covered([face], box) >= 0.8
+    # held where it was found, the box would have missed the face on the first frame
+    assert _covered([Face(last_box, 0.9)], film[0][1]) < 0.5
+
+
+def test_following_back_stops_where_the_picture_cuts_to_another_scene(photo):
+    pixels, box = next(_film(*photo, frames=1, pan_px=0, zoom=1.0))
+    other_scene = np.ascontiguousarray(np.roll(pixels[::-1], WIDTH // 3, axis=1))
+    greys = [grey_copy(frame)[0] for frame in (pixels, pixels, other_scene, pixels)]
+    earlier = list(follow_back(greys, grey_copy(pixels)[1], Face(box, 0.9), WIDTH, HEIGHT))
+    assert len(earlier) == 1  # followed onto the identical frame before, not across the cut

@@ -17,7 +17,7 @@ from streamer.config import AnonymizerSettings, DetectorSettings
 from streamer.faces.detection import Face
 from streamer.faces.detectors import create_detector
 from streamer.stills import workers
-from streamer.stills.video import LOOKAHEAD_FRAMES, anonymize_video
+from streamer.stills.video import LOOKAHEAD_FRAMES, anonymize_video, queue_size
 from streamer.stills.workers import WorkerPool
 from test_cli import streamer
 
@@ -107,28 +107,34 @@ class ScriptedDetector:
         pass
 
 
-def test_a_face_found_only_on_a_later_frame_is_hidden_on_the_frames_before_it(tmp_path, monkeypatch):
+@pytest.mark.parametrize("follow_back_s", [0.0, 1.0])
+def test_a_face_found_only_on_a_later_frame_is_hidden_on_the_frames_before_it(tmp_path, monkeypatch, follow_back_s):
     clip = make_clip(SINGLE_FACE, tmp_path, seconds=1, width=640, height=360, fps=25)
     real = create_detector(DetectorSettings())
     first_found = 10  # frames 0-9 are "missed"
     monkeypatch.setattr(workers, "create_detector", lambda settings: ScriptedDetector(real, blind=first_found))
-    pool = WorkerPool(DetectorSettings(), workers=1, queue_size=16, max_wait_s=math.inf)  # one worker: calls in frame order
+    # one worker: calls in frame order
+    pool = WorkerPool(DetectorSettings(), workers=1, queue_size=queue_size(1), max_wait_s=math.inf)
     out = tmp_path / "hidden.mp4"
     try:
-        anonymize_video(clip, out, pool, 0.5, AnonymizerSettings(), hold_s=0.75)
+        anonymize_video(clip, out, pool, 0.5, AnonymizerSettings(), hold_s=0.75, follow_back_s=follow_back_s)
         with av.open(str(clip)) as before, av.open(str(out)) as after:
             raw = [f.to_ndarray(format="rgb24") for f in before.decode(video=0)]
             hidden = [f.to_ndarray(format="rgb24") for f in after.decode(video=0)]
-        [face] = real.detect(raw[first_found], 0.5)
+        faces = [real.detect(frame, 0.5) for frame in raw]
     finally:
         pool.shutdown()
         real.close()
     assert len(hidden) == len(raw) == 25
     assert LOOKAHEAD_FRAMES == 2
-    for index in range(first_found - 2, len(raw)):  # hidden from the 2 frames before it was found
+    # followed back: hidden on every frame; else from the 2 frames before it was found
+    first_hidden = 0 if follow_back_s else first_found - 2
+    for index in range(first_hidden, len(raw)):
+        [face] = faces[index]
         assert detail_kept(crop(raw[index], face.box), crop(hidden[index], face.box)) < 0.2, index
-    # further back no later detection was known yet: the face there shows how blind the detector was
-    assert detail_kept(crop(raw[0], face.box), crop(hidden[0], face.box)) > 0.5
+    if not follow_back_s:  # further back no later detection was known: the face shows how blind the detector was
+        [face] = faces[0]
+        assert detail_kept(crop(raw[0], face.box), crop(hidden[0], face.box)) > 0.5
 
 
 # -- clips whose frames are far apart or turned: fail closed, nothing shown ----------------

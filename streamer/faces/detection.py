@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 import numpy as np
 
@@ -59,3 +59,15 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     return inter / union if union > 0 else 0.0
+
+
+def ious(a: Sequence[Face], b: Sequence[Face]) -> np.ndarray:
+    """Intersection over union of every box of ``a`` (rows) with every box of ``b`` (columns)."""
+    if not a or not b:
+        return np.zeros((len(a), len(b)))
+    first, second = np.array([f.box for f in a]), np.array([f.box for f in b]).T
+    iw = np.minimum(first[:, :1] + first[:, 2:3], second[:1] + second[2:3]) - np.maximum(first[:, :1], second[:1])
+    ih = np.minimum(first[:, 1:2] + first[:, 3:4], second[1:2] + second[3:4]) - np.maximum(first[:, 1:2], second[1:2])
+    inter = np.clip(iw, 0, None) * np.clip(ih, 0, None)
+    union = first[:, 2:3] * first[:, 3:4] + second[2:3] * second[3:4] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

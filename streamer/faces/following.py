@@ -20,6 +20,8 @@ follower serves one camera or video, from one thread, frame after frame in order
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from itertools import chain, pairwise
 from dataclasses import dataclass
 
 import cv2
@@ -74,20 +76,12 @@ class Follower:
         return self.faces
 
     def _grey(self, pixels: np.ndarray) -> np.ndarray:
-        height, width = pixels.shape[:2]
-        self._factor = min(1.0, WIDTH / width)
-        grey = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, :3]), cv2.COLOR_RGB2GRAY)  # first: a third to shrink
-        if self._factor < 1.0:
-            size = (round(width * self._factor), max(1, round(height * self._factor)))
-            grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+        grey, self._factor = grey_copy(pixels)
         return grey
 
     def _move(self, previous: np.ndarray, grey: np.ndarray, width: int, height: int, at: float) -> None:
         start = np.concatenate([followed.points for followed in self._followed])
-        ahead, found, _ = cv2.calcOpticalFlowPyrLK(previous, grey, start, None, **_FLOW)
-        back, found_back, _ = cv2.calcOpticalFlowPyrLK(grey, previous, ahead, None, **_FLOW)
-        good = (found.ravel() == 1) & (found_back.ravel() == 1)
-        good &= np.linalg.norm((back - start).reshape(-1, 2), axis=1) < MAX_BACK_PX
+        ahead, good = _flow(previous, grey, start)
         kept, first = [], 0
         for followed in self._followed:
             last = first + len(followed.points)
@@ -96,7 +90,7 @@ class Follower:
             first = last
             if len(before) < MIN_POINTS or at - followed.seen > self.follow_s:
                 continue
-            box = self._moved(followed.face.box, before, after)
+            box = _moved(followed.face.box, before, after, self._factor)
             clipped = clip_box(*box, width, height)
             if clipped[2] * clipped[3] <= 0:
                 continue  # mostly out of the picture: it left
@@ -104,18 +98,6 @@ class Follower:
             followed.points = after.reshape(-1, 1, 2)
             kept.append(followed)
         self._followed = kept
-
-    def _moved(self, box: tuple[float, float, float, float], before: np.ndarray, after: np.ndarray):
-        """``box`` shifted by the points' median motion and scaled by the change of their spread."""
-        shift = np.median(after - before, axis=0) / self._factor
-        spread_before = np.linalg.norm(before - before.mean(axis=0), axis=1).mean()
-        spread_after = np.linalg.norm(after - after.mean(axis=0), axis=1).mean()
-        scale = 1.0
-        if spread_before > 1.0:
-            scale = float(np.clip(spread_after / spread_before, 1 / MAX_SCALE_STEP, MAX_SCALE_STEP))
-        x, y, w, h = box
-        cx, cy = x + w / 2 + float(shift[0]), y + h / 2 + float(shift[1])
-        return (cx - w * scale / 2, cy - h * scale / 2, w * scale, h * scale)
 
     def _anchor(self, grey: np.ndarray, detected: list[Face], at: float) -> None:
         """Put boxes where the detector found faces on this frame, with fresh points."""
@@ -125,21 +107,81 @@ class Follower:
             best = max(lost, key=lambda f: iou(f.face.box, face.box), default=None)
             if best is not None and iou(best.face.box, face.box) >= _SAME_FACE_IOU:
                 lost.remove(best)
-            points = self._points(grey, face.box)
+            points = _points(grey, face.box, self._factor)
             if points is not None:
                 anchored.append(_Followed(face, points, at))
         lost = [f for f in lost if all(iou(f.face.box, a.face.box) < _DUPLICATE_IOU for a in anchored)]
         self._followed = anchored + lost
 
-    def _points(self, grey: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray | None:
-        """Points to follow inside ``box``: corners where there are enough, else a 5x5 grid."""
-        x, y, w, h = (v * self._factor for v in box)
-        x0, y0 = max(0, int(x)), max(0, int(y))
-        x1, y1 = min(grey.shape[1], int(np.ceil(x + w))), min(grey.shape[0], int(np.ceil(y + h)))
-        if x1 - x0 < 4 or y1 - y0 < 4:
-            return None
-        corners = cv2.goodFeaturesToTrack(grey[y0:y1, x0:x1], MAX_POINTS, 0.01, max(2.0, min(x1 - x0, y1 - y0) / 8))
-        if corners is not None and len(corners) >= 2 * MIN_POINTS:
-            return (corners.reshape(-1, 1, 2) + np.array([x0, y0], np.float32)).astype(np.float32)
-        xs, ys = np.meshgrid(np.linspace(x0 + 1, x1 - 2, 5), np.linspace(y0 + 1, y1 - 2, 5))
-        return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)
+
+def grey_copy(pixels: np.ndarray) -> tuple[np.ndarray, float]:
+    """The grey copy of an RGB frame that points are followed on, and its px per frame px."""
+    height, width = pixels.shape[:2]
+    factor = min(1.0, WIDTH / width)
+    grey = cv2.cvtColor(np.ascontiguousarray(pixels[:, :, :3]), cv2.COLOR_RGB2GRAY)  # first: a third to shrink
+    if factor < 1.0:
+        size = (round(width * factor), max(1, round(height * factor)))
+        grey = cv2.resize(grey, size, interpolation=cv2.INTER_AREA)
+    return grey, factor
+
+
+def follow_back(greys: Iterable[np.ndarray], factor: float, face: Face, width: int, height: int) -> Iterator[Face]:
+    """Where ``face``, found on the frame of the first of ``greys``, was on each earlier frame of
+    the rest (grey copies ``factor`` times the frames' size, newest first), for as long as its
+    points can be followed back."""
+    greys = iter(greys)
+    first = next(greys, None)
+    if first is None:
+        return
+    points = _points(first, face.box, factor)
+    box = face.box
+    for later, earlier in pairwise(chain([first], greys)):
+        if points is None:
+            return
+        ahead, good = _flow(later, earlier, points)
+        if good.sum() < MIN_POINTS:
+            return
+        box = _moved(box, points[good].reshape(-1, 2), ahead[good].reshape(-1, 2), factor)
+        clipped = clip_box(*box, width, height)
+        if clipped[2] * clipped[3] <= 0:
+            return  # it came from outside the picture
+        points = ahead[good].reshape(-1, 1, 2)
+        yield Face(box, face.score)
+
+
+def _flow(previous: np.ndarray, grey: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the points ``start`` of ``previous`` are in ``grey``, and which of them to trust:
+    found both ways, and followed back to within ``MAX_BACK_PX`` of where they started."""
+    ahead, found, _ = cv2.calcOpticalFlowPyrLK(previous, grey, start, None, **_FLOW)
+    back, found_back, _ = cv2.calcOpticalFlowPyrLK(grey, previous, ahead, None, **_FLOW)
+    good = (found.ravel() == 1) & (found_back.ravel() == 1)
+    good &= np.linalg.norm((back - start).reshape(-1, 2), axis=1) < MAX_BACK_PX
+    return ahead, good
+
+
+def _moved(box: tuple[float, float, float, float], before: np.ndarray, after: np.ndarray, factor: float):
+    """``box`` shifted by the points' median motion and scaled by the change of their spread
+    (points in px of a grey copy ``factor`` times the frame's size)."""
+    shift = np.median(after - before, axis=0) / factor
+    spread_before = np.linalg.norm(before - before.mean(axis=0), axis=1).mean()
+    spread_after = np.linalg.norm(after - after.mean(axis=0), axis=1).mean()
+    scale = 1.0
+    if spread_before > 1.0:
+        scale = float(np.clip(spread_after / spread_before, 1 / MAX_SCALE_STEP, MAX_SCALE_STEP))
+    x, y, w, h = box
+    cx, cy = x + w / 2 + float(shift[0]), y + h / 2 + float(shift[1])
+    return (cx - w * scale / 2, cy - h * scale / 2, w * scale, h * scale)
+
+
+def _points(grey: np.ndarray, box: tuple[float, float, float, float], factor: float) -> np.ndarray | None:
+    """Points to follow inside ``box``: corners where there are enough, else a 5x5 grid."""
+    x, y, w, h = (v * factor for v in box)
+    x0, y0 = max(0, int(x)), max(0, int(y))
+    x1, y1 = min(grey.shape[1], int(np.ceil(x + w))), min(grey.shape[0], int(np.ceil(y + h)))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    corners = cv2.goodFeaturesToTrack(grey[y0:y1, x0:x1], MAX_POINTS, 0.01, max(2.0, min(x1 - x0, y1 - y0) / 8))
+    if corners is not None and len(corners) >= 2 * MIN_POINTS:
+        return (corners.reshape(-1, 1, 2) + np.array([x0, y0], np.float32)).astype(np.float32)
+    xs, ys = np.meshgrid(np.linspace(x0 + 1, x1 - 2, 5), np.linspace(y0 + 1, y1 - 2, 5))
+    return np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.float32).reshape(-1, 1, 2)

@@ -8,6 +8,13 @@ where it was before and after, and a face first seen a little later is hidden on
 just before it too. Each face's box also follows the face from frame to frame (``Follower``), and
 keeps following it for ``follow_s`` after the detector last saw it.
 
+Faces are also followed back in time. A zoom, a mask or motion blur can keep the detector from
+seeing a face for a second or more after it came into view; a face found on a frame but on none
+of the ``LOOKAHEAD_FRAMES + 1`` frames before it is followed back (optical flow, ``follow_back``) over up to ``follow_back_s`` of
+earlier frames, until it is lost or reaches a frame where it was found, and hidden where it was on
+each. For that, frames are written ``follow_back_s`` after they are decoded (at most
+``MAX_BACK_FRAMES`` frames and ``MAX_BACK_BYTES`` of pixels are held).
+
 The tracker counts in frames, not seconds: a face is held for ``hold_s`` worth of frames at the
 file's nominal rate, and never fewer than the look-ahead, so a 1-fps export, a timelapse or a gap
 in the timestamps holds faces as well as a 30-fps clip does. Fail closed: a frame whose detection
@@ -25,7 +32,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -36,14 +43,18 @@ import numpy as np
 from ..config import AnonymizerSettings, FailMode
 from ..faces.anonymizer import Anonymizer, hide_all
 from ..faces.zones import ZoneMasks
-from ..faces.detection import Face
-from ..faces.following import Follower
-from ..faces.tracking import Tracker
+from ..faces.detection import Face, ious
+from ..faces.following import Follower, follow_back, grey_copy
+from ..faces.tracking import SAME_FACE_IOU, Tracker
 from .workers import WorkerPool
 
 EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"})
 # Later frames whose detections are known before a frame is hidden (see the module docstring).
 LOOKAHEAD_FRAMES = 2
+# Frames held back so that faces first found on later frames can be followed back over them: at
+# most this many, and at most this much memory of pixels (1 s of 1080p at 30 fps is 187 MB).
+MAX_BACK_FRAMES = 150
+MAX_BACK_BYTES = 512 * 2**20
 
 
 class VideoError(RuntimeError):
@@ -56,6 +67,11 @@ class VideoReport:
     faces: int
     fps: Fraction | None
     hidden_whole: int  # frames whose faces were not known (detection failed): hidden entirely
+
+
+def queue_size(workers: int) -> int:
+    """How many detections a video may have waiting for ``workers`` workers at once."""
+    return 1 + LOOKAHEAD_FRAMES + MAX_BACK_FRAMES + 2 * workers
 
 
 def frame_count(path: Path) -> int:
@@ -72,7 +88,7 @@ def display_rotation(path: Path) -> int:
     return 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Pending:
     """A decoded, upright frame waiting for its detections; ``index`` is its frame number."""
 
@@ -81,6 +97,18 @@ class _Pending:
     time_base: Fraction | None
     index: int
     faces: Future[list[Face]]
+    earlier: list[Face] = field(default_factory=list)  # faces first found on later frames, followed back here
+    grey: tuple[np.ndarray, float] | None = None  # its grey copy for following, once made
+
+    def found(self) -> list[Face]:
+        """The faces detected on this frame ([] when its detection failed: it is hidden whole)."""
+        return self.faces.result() if self.faces.exception() is None else []
+
+    def flow_grey(self) -> tuple[np.ndarray, float]:
+        """Its grey copy to follow faces on, and that copy's px per frame px."""
+        if self.grey is None:
+            self.grey = grey_copy(self.pixels)
+        return self.grey
 
 
 class _FrameQueue:
@@ -95,6 +123,7 @@ class _FrameQueue:
         fail_mode: FailMode,
         hold_frames: int,
         follow_frames: int,
+        back_frames: int,
         write: Callable[[np.ndarray, _Pending], None],
         zones: ZoneMasks,
     ) -> None:
@@ -104,9 +133,14 @@ class _FrameQueue:
         self._follower = Follower(follow_frames)
         self._pending: deque[_Pending] = deque()  # oldest first
         self._tracked = 0  # how many of them, from the oldest, have their detections in the tracker
-        # the oldest frame, the frames whose detections it waits for, and enough more to keep every
-        # worker busy meanwhile
-        self._held_back = 1 + LOOKAHEAD_FRAMES + 2 * pool.workers
+        self._back_frames = back_frames
+        self._scanned = 0  # how many of them, from the oldest, new faces were followed back from
+        # the faces found on the newest frames scanned, over the look-ahead: a face found on one of
+        # them is hidden on the frames between by the tracker (one box around before and after)
+        self._recent: deque[list[Face]] = deque(maxlen=1 + LOOKAHEAD_FRAMES)
+        # the oldest frame, the frames whose detections it waits for, those a new face is followed
+        # back from, and enough more to keep every worker busy meanwhile
+        self._held_back = 1 + LOOKAHEAD_FRAMES + back_frames + 2 * pool.workers
         self.frames = self.faces = self.hidden_whole = 0
 
     def add(self, pixels: np.ndarray, pts: int | None, time_base: Fraction | None) -> None:
@@ -120,6 +154,10 @@ class _FrameQueue:
             self._finish_oldest()
 
     def _finish_oldest(self) -> None:
+        if self._back_frames:
+            while self._scanned < min(1 + LOOKAHEAD_FRAMES + self._back_frames, len(self._pending)):
+                self._follow_back(self._scanned)
+                self._scanned += 1
         # this frame's detections and the next frames' go to the tracker, in frame order; a frame
         # whose detection failed leaves no entry, so it is not taken for a frame without faces
         while self._tracked < min(1 + LOOKAHEAD_FRAMES, len(self._pending)):
@@ -129,6 +167,7 @@ class _FrameQueue:
             self._tracked += 1
         frame = self._pending.popleft()
         self._tracked -= 1
+        self._scanned = max(0, self._scanned - 1)
         detected = frame.faces.exception() is None
         held = self._tracker.faces_at(frame.index) if detected else None
         followed = self._follower.step(frame.pixels, frame.index, frame.faces.result() if detected else None)
@@ -136,10 +175,29 @@ class _FrameQueue:
             pixels = hide_all(frame.pixels, self._fail_mode)
             self.hidden_whole += 1
         else:
-            pixels = self._hide.apply(frame.pixels, held + followed)
+            pixels = self._hide.apply(frame.pixels, held + followed + frame.earlier)
             self.faces += len(held)
         self._write(self._zones.apply(pixels), frame)  # privacy zones last, over everything
         self.frames += 1
+
+    def _follow_back(self, position: int) -> None:
+        """Follow each face found on the pending frame at ``position`` but not on the frames of the
+        look-ahead before it back through the frames still pending before it, to the first where
+        it was found."""
+        frame = self._pending[position]
+        found = frame.found()
+        recent = [face for faces in self._recent for face in faces]
+        new = [face for face, overlaps in zip(found, ious(found, recent)) if overlaps.max(initial=0) < SAME_FACE_IOU]
+        self._recent.append(found)
+        height, width = frame.pixels.shape[:2]
+        for face in new:
+            earlier = range(position - 1, -1, -1)
+            greys = (self._pending[q].flow_grey()[0] for q in range(position, -1, -1))
+            for q, box in zip(earlier, follow_back(greys, frame.flow_grey()[1], face, width, height)):
+                there = self._pending[q]
+                if ious([box], there.found()).max(initial=0) >= SAME_FACE_IOU:
+                    break  # found there: the tracker and follower cover it from then on
+                there.earlier.append(box)
 
 
 def _video_output(dst: av.container.OutputContainer, video_in: av.video.stream.VideoStream, rotation: int):
@@ -166,6 +224,7 @@ def anonymize_video(
     anonymizer: AnonymizerSettings,
     hold_s: float,
     follow_s: float = 0.0,
+    follow_back_s: float = 0.0,
     fail_mode: FailMode = FailMode.blur,
     keep_audio: bool = False,
     on_frame: Callable[[], None] | None = None,
@@ -201,8 +260,10 @@ def anonymize_video(
             # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
             hold_frames = max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1)
             follow_frames = math.ceil(follow_s * float(rate or 30))
-            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, follow_frames, write,
-                                zones or ZoneMasks())
+            frame_bytes = video_out.width * video_out.height * 3
+            back_frames = min(math.ceil(follow_back_s * float(rate or 30)), MAX_BACK_FRAMES, MAX_BACK_BYTES // frame_bytes)
+            queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, follow_frames,
+                                back_frames, write, zones or ZoneMasks())
             try:
                 for packet in src.demux(*[video_in] + ([audio_in] if audio_in else [])):
                     if packet.stream is video_in:
