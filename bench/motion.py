@@ -1,7 +1,8 @@
 """Motion benchmark for privacy: faces that a moving, zooming, shaking camera lets slip through.
 
 Usage: ``python bench/motion.py [--profiles fast accurate realtime] [--paths files live]
-[--seconds 20] [--shots 6] [--seed 1] [--min-height 32] [--beside N WxH] [--keep] [--markdown]``.
+[--seconds 20] [--shots 6] [--seed 1] [--min-height 32] [--beside N WxH] [--keep] [--markdown]
+[--kinds]``.
 
 The clip (``bench/motion_clip.py``): faces-dev photos filmed by a virtual camera that pans, zooms
 (faces from about 30 to 230 px tall) and shakes, with hard cuts between shots, 1280x720 at 30 fps
@@ -40,6 +41,11 @@ many of those were less than half hidden is given too (a detector box shorter th
 face, e.g. one that leaves out a face mask, leaks by the first count but hides the eyes). A
 track is one labelled face through one shot; the longest leak is the most consecutive scored
 frames in which one track leaked. The share of the picture hidden leaves out the bands.
+
+With ``--kinds``, each run's leaked face-frames are also sorted by why they leaked: the profile's
+detector alone is run on every frame of the clip (once; cached beside it) and a leaked face counts
+as never found, found only on later (or only on earlier) frames of its track, on both, or found on
+that very frame with a box short of the labelled one.
 
 Each row also gives the run's wall time and the CPU the product's process used and the rest of the
 machine used meanwhile (this script left out), in % of one core: on a shared machine a live row
@@ -139,6 +145,7 @@ class Tally:
     longest: int = 0
     longest_track: int | None = None
     longest_end: int = 0  # source frame number where the longest leak ended
+    leaks: list[tuple[int, int]] = field(default_factory=list)  # (source frame, track) of each leaked face-frame
 
     def add(self, index: int, hidden: np.ndarray | None) -> None:
         """One output frame showing source frame ``index``; ``hidden`` is None when it is hidden whole."""
@@ -160,6 +167,7 @@ class Tally:
                 self.streaks[track] = 0
                 continue
             self.leaked += 1
+            self.leaks.append((index, track))
             self.exposed += share < EXPOSED
             self.leaky_tracks.add(track)
             self.streaks[track] = self.streaks.get(track, 0) + 1
@@ -535,6 +543,46 @@ def where(clip: Clip, tally: Tally) -> str:
             f"{tally.longest} scored frames ending at frame {tally.longest_end} (from about {first})")
 
 
+LEAK_KINDS = (
+    "never found", "found later only", "found earlier only", "found before and after", "found there, box short",
+)
+
+
+def leak_kinds(clip: Clip, tally: Tally, profile: str) -> dict[str, int]:
+    """Why each leaked face-frame leaked, by where the profile's detector (alone, at its threshold,
+    on every frame of the clip) finds that face (IoU >= 0.3 with its labelled box): nowhere in its
+    track, only on later or only on earlier frames of it, on both, or on that very frame (the box
+    hidden there was short of the labelled one)."""
+    sys.path.insert(0, str(ROOT))
+    from streamer.config import Settings
+    from streamer.faces.detection import Face, ious
+    from streamer.faces.detectors import create_detector
+
+    cache = clip.path.with_name(f"{clip.path.stem}-{profile}-detections.json")
+    if not cache.exists():
+        settings = Settings(pipeline={"detector": {"profile": profile}}).pipeline.detector
+        detector = create_detector(settings)
+        try:
+            boxes = [[f.box for f in detector.detect(pixels, settings.threshold)] for pixels in decode(clip.path)]
+        finally:
+            detector.close()
+        cache.write_text(json.dumps(boxes))
+    found_on: dict[int, set[int]] = {}  # track -> frames where the detector finds it
+    for index, (labelled, boxes) in enumerate(zip(clip.faces, json.loads(cache.read_text()))):
+        overlaps = ious([Face(tuple(f[:4]), 1.0) for f in labelled], [Face(tuple(b), 1.0) for b in boxes])
+        for face, row in zip(labelled, overlaps):
+            if row.max(initial=0) >= 0.3:
+                found_on.setdefault(face[4], set()).add(index)
+    counts = dict.fromkeys(LEAK_KINDS, 0)
+    for index, track in tally.leaks:
+        frames = found_on.get(track, set())
+        before, after = any(f < index for f in frames), any(f > index for f in frames)
+        kind = ("found there, box short" if index in frames else "found before and after" if before and after
+                else "found earlier only" if before else "found later only" if after else "never found")
+        counts[kind] += 1
+    return counts
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -549,6 +597,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="live: N more cameras at WxH on the server, sharing its detector")
     parser.add_argument("--keep", action="store_true", help=f"keep outputs and logs under {CACHE / 'runs'}")
     parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
+    parser.add_argument("--kinds", action="store_true",
+                        help="also say why each leaked face-frame leaked: where the profile's detector finds that face")
     args = parser.parse_args(argv)
     command = shlex.join([os.path.relpath(sys.executable), os.path.relpath(sys.argv[0]), *argv])
     print(f"command: {command}")
@@ -571,6 +621,9 @@ def main(argv: list[str] | None = None) -> None:
         for path in args.paths:
             for profile in args.profiles:
                 rows.append(run_one(path, profile, clip, workdir, args.min_height, args.keep, beside))
+                if args.kinds and rows[-1].tally is not None:
+                    kinds = leak_kinds(clip, rows[-1].tally, profile)
+                    print("  leaked face-frames by kind: " + ", ".join(f"{k} {n}" for k, n in kinds.items()), flush=True)
     finally:
         if scratch is not None:
             scratch.cleanup()
