@@ -376,6 +376,9 @@ def _encode(data: Path, shots: list[Shot], path: Path) -> list[list[TruthFace]]:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
         stream.options = {"crf": str(CRF), "preset": "fast"}
+        # x264's output depends on its threads; PyAV's default is one slice thread per core: pinned
+        # to what it is on the 2-core machine the figures come from, so every machine makes the same clip
+        stream.codec_context.thread_count, stream.codec_context.thread_type = 2, "SLICE"
 
         def put(pixels: np.ndarray, visible: list[TruthFace]) -> None:
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")

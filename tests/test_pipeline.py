@@ -272,7 +272,7 @@ def still_scene_clip(tmp_path_factory, raw_frames) -> Path:
     with_face[40 : 40 + patch.shape[0], 380 : 380 + patch.shape[1]] = patch
     path = tmp_path_factory.mktemp("still") / "still.mp4"
     encode = ["ffmpeg", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "640x360", "-r", "30",
-              "-i", "-", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "30", str(path)]
+              "-i", "-", "-c:v", "libx264", "-threads", "3", "-pix_fmt", "yuv420p", "-g", "30", str(path)]
     subprocess.run(encode, input=(scene.tobytes() * 45) + (with_face.tobytes() * 75), check=True, timeout=120)
     return path
 

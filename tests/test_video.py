@@ -144,6 +144,8 @@ def write_frames(path: Path, frames: list[np.ndarray], pts: list[int], rate: int
     """An H.264 MP4 of ``frames`` at the given timestamps (in 1/``rate`` s), with a display rotation."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=rate)
+        # x264's output depends on its threads (PyAV: one slice thread per core): pinned, as 2 cores have it
+        stream.codec_context.thread_count, stream.codec_context.thread_type = 2, "SLICE"
         stream.height, stream.width = frames[0].shape[:2]
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, rate)
