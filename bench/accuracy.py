@@ -1,7 +1,7 @@
 """Detector accuracy on the labelled faces-dev set: recall, privacy recall, precision, AP and speed.
 
 Usage: ``python bench/accuracy.py [--all | --profile NAME ... | --backend NAME ...] [--threshold T]
-[--scale S] [--padding P] [--shape box|ellipse] [--limit N] [--data DIR] [--markdown]``.
+[--scale S] [--padding P] [--padding-below B] [--shape box|ellipse] [--limit N] [--data DIR] [--markdown]``.
 
 ``--all`` measures every profile of ``detector.profile`` (fast, accurate, realtime) and, for
 comparison, the rows of issue 6's table that they replace: CenterFace in float at scale 1
@@ -249,7 +249,7 @@ def evaluate(
             tally.det_scores += [score for score, _ in outcomes]
             tally.det_tp += [hit for _, hit in outcomes]
             kept = [det for det in detections if det.score >= settings.threshold]
-            mask = coverage_mask(kept, sample.width, sample.height, anonymizer.padding, anonymizer.shape)
+            mask = coverage_mask(kept, sample.width, sample.height, anonymizer)
             for box, score in zip(sample.faces, matched):
                 tally.face_heights.append(box[3])
                 tally.face_recalled.append(score is not None and score >= settings.threshold)
@@ -305,7 +305,7 @@ def _pct(value: float) -> str:
 def print_block(report: Report, anonymizer: AnonymizerSettings, images: int) -> None:
     """Plain-text figures for one backend."""
     print(f"== {report.backend}, threshold {report.threshold:g} "
-          f"(privacy: padding {anonymizer.padding:g}, {anonymizer.shape.value})")
+          f"(privacy: padding {anonymizer.padding:g}, {anonymizer.padding_below:g} of it below, {anonymizer.shape.value})")
     print(f"  {'face height':<12} {'faces':>6} {'recall':>8} {'privacy recall':>15}")
     for row in report.rows:
         print(f"  {row.label:<12} {row.faces:>6} {_pct(row.recall):>8} {_pct(row.privacy_recall):>15}")
@@ -355,6 +355,8 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
     parser.add_argument("--float", dest="int8", action="store_false", default=None,
                         help="centerface: run the float model instead of the profile's int8")
     parser.add_argument("--padding", type=float, help="anonymizer padding; default: the configured one")
+    parser.add_argument("--padding-below", type=float,
+                        help="share of the added height below the box (anonymizer.padding_below); default: the configured one")
     parser.add_argument("--shape", choices=[shape.value for shape in Shape], help="anonymizer shape; default: configured")
     parser.add_argument("--limit", type=int, metavar="N", help="use only the first N images")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR", help=f"default: {DEFAULT_DATA}")
@@ -389,7 +391,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, Det
         for prefix, candidate in candidates:
             detector = DetectorSettings.model_validate(candidate | {k: v for k, v in overrides.items() if v is not None})
             detectors.append((describe(detector, prefix), detector))
-        overrides = {"padding": args.padding, "shape": args.shape}
+        overrides = {"padding": args.padding, "padding_below": args.padding_below, "shape": args.shape}
         anonymizer = AnonymizerSettings.model_validate(
             settings.anonymizer.model_dump() | {k: v for k, v in overrides.items() if v is not None}
         )

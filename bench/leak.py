@@ -224,7 +224,7 @@ def score(name: str, loops: int, ref: Reference, run: LiveRun, min_height: float
         if not big:
             streak.clear()
             continue
-        mask = None if hidden is None else coverage_mask(hidden, width, height, anonymizer.padding, anonymizer.shape)
+        mask = None if hidden is None else coverage_mask(hidden, width, height, anonymizer)
         leaked_here = False
         current = set()
         for box, track in big:

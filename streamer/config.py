@@ -114,6 +114,10 @@ class LiveDetectorSettings(DetectorSettings):
 class AnonymizerSettings(Strict):
     mode: Mode = Mode.blur
     padding: float = Field(1.4, ge=1.0, le=4.0, description="scale factor applied around each box")
+    padding_below: float = Field(
+        0.75, ge=0.0, le=1.0,
+        description="share of the height padding adds that goes below the box (chin, mask); 0.5 = centred",
+    )
     shape: Shape = Shape.box
     blur_strength: float = Field(
         0.5, gt=0.0, le=2.0, description="Gaussian sigma as a fraction of the region's larger side / 3"

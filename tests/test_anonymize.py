@@ -21,7 +21,7 @@ def test_faces_lose_their_detail_and_the_rest_is_untouched(photo, mode, shape):
     out = Anonymizer(AnonymizerSettings(mode=mode, shape=shape)).apply(pixels.copy(), faces)
     for face in faces:
         assert detail_kept(crop(pixels, face.box), crop(out, face.box)) < 0.2
-    hidden = coverage_mask(faces, pixels.shape[1], pixels.shape[0], AnonymizerSettings().padding, shape)
+    hidden = coverage_mask(faces, pixels.shape[1], pixels.shape[0], AnonymizerSettings(shape=shape))
     assert np.array_equal(out[~hidden], pixels[~hidden])
     assert not np.array_equal(out[hidden], pixels[hidden])
 
@@ -36,14 +36,22 @@ def test_blur_of_a_large_face_leaves_no_recognisable_structure():
 
 
 def test_padding_grows_the_region_around_the_box_centre():
-    region = region_for(Face((100, 100, 40, 60), 1.0), padding=1.5, width=1000, height=1000)
+    centred = AnonymizerSettings(padding=1.5, padding_below=0.5)
+    region = region_for(Face((100, 100, 40, 60), 1.0), centred, width=1000, height=1000)
     assert (region.x0, region.y0, region.x1, region.y1) == (90, 85, 150, 175)
 
 
+def test_padding_below_puts_more_of_the_added_height_under_the_face():
+    # 60 px tall, padded 1.5x: 30 px more, three quarters of it below (chin, mask)
+    region = region_for(Face((100, 100, 40, 60), 1.0), AnonymizerSettings(padding=1.5), width=1000, height=1000)
+    assert (region.x0, region.y0, region.x1, region.y1) == (90, 92, 150, 183)
+
+
 def test_region_is_clipped_to_the_image():
-    region = region_for(Face((-10, -10, 30, 30), 1.0), padding=1.3, width=100, height=100)
+    settings = AnonymizerSettings(padding=1.3)
+    region = region_for(Face((-10, -10, 30, 30), 1.0), settings, width=100, height=100)
     assert (region.x0, region.y0) == (0, 0)
-    assert region_for(Face((200, 200, 10, 10), 1.0), padding=1.3, width=100, height=100) is None
+    assert region_for(Face((200, 200, 10, 10), 1.0), settings, width=100, height=100) is None
 
 
 def test_alpha_channel_is_kept():
@@ -56,7 +64,8 @@ def test_alpha_channel_is_kept():
 
 def test_audit_overlay_outlines_each_region():
     image = np.zeros((200, 200, 3), dtype=np.uint8)
-    settings = AnonymizerSettings(mode=Mode.fill, shape=Shape.box, padding=1.3, audit=True, audit_color=(0, 255, 0))
+    settings = AnonymizerSettings(mode=Mode.fill, shape=Shape.box, padding=1.3, padding_below=0.5, audit=True,
+                                  audit_color=(0, 255, 0))
     Anonymizer(settings).apply(image, [Face((50, 50, 100, 100), 1.0)])
     assert tuple(image[35, 100]) == (0, 255, 0)  # top edge of the 1.3x padded box
     assert tuple(image[100, 100]) == (0, 0, 0)
@@ -64,5 +73,5 @@ def test_audit_overlay_outlines_each_region():
 
 def test_ellipse_covers_nearly_all_of_the_face_box():
     face = Face((100, 100, 80, 100), 1.0)
-    mask = coverage_mask([face], 400, 400, 1.3, Shape.ellipse)
+    mask = coverage_mask([face], 400, 400, AnonymizerSettings(padding=1.3, shape=Shape.ellipse))
     assert mask[100:200, 100:180].mean() > 0.95

@@ -50,7 +50,7 @@ def test_multipart_png_comes_back_with_faces_hidden_and_the_rest_unchanged(serve
     # Outside every hidden region the PNG is bit-for-bit the input.
     detected = httpx.post(server.url + "/v1/detect", content=png_bytes(pixels), headers={"content-type": "image/png"})
     faces = [Face(tuple(f["box"]), f["score"]) for f in detected.json()["faces"]]
-    hidden = coverage_mask(faces, pixels.shape[1], pixels.shape[0], AnonymizerSettings().padding, Shape.box)
+    hidden = coverage_mask(faces, pixels.shape[1], pixels.shape[0], AnonymizerSettings(shape=Shape.box))
     # Boxes in the JSON are rounded to 0.1 px: allow a one-pixel rim around each region.
     rim = cv2.dilate(hidden.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     assert np.array_equal(out[~rim], pixels[~rim])

@@ -37,24 +37,36 @@ class Region:
         return self.y1 - self.y0
 
 
-def region_for(face: Face, padding: float, width: int, height: int) -> Region | None:
-    """The padded region of a face, or None when nothing of it lies inside the image."""
+def padded_box(face: Face, settings: AnonymizerSettings) -> tuple[float, float, float, float]:
+    """The face's box grown ``padding`` times (x0, y0, x1, y1): as much left as right, and
+    ``padding_below`` of the added height below it (detectors frame the forehead more than the
+    chin or a mask)."""
     x, y, w, h = face.box
-    cx, cy = x + w / 2, y + h / 2
-    half_w, half_h = w * padding / 2, h * padding / 2
-    x0, y0 = max(0, int(np.floor(cx - half_w))), max(0, int(np.floor(cy - half_h)))
-    x1, y1 = min(width, int(np.ceil(cx + half_w))), min(height, int(np.ceil(cy + half_h)))
+    grow_w, grow_h = w * (settings.padding - 1), h * (settings.padding - 1)
+    below = grow_h * settings.padding_below
+    return (x - grow_w / 2, y - (grow_h - below), x + w + grow_w / 2, y + h + below)
+
+
+def region_for(face: Face, settings: AnonymizerSettings, width: int, height: int) -> Region | None:
+    """The padded region of a face, or None when nothing of it lies inside the image."""
+    left, top, right, bottom = padded_box(face, settings)
+    x0, y0 = max(0, int(np.floor(left))), max(0, int(np.floor(top)))
+    x1, y1 = min(width, int(np.ceil(right))), min(height, int(np.ceil(bottom)))
     if x1 <= x0 or y1 <= y0:
         return None
     return Region(x0, y0, x1, y1)
 
 
-def _ellipse_mask(face: Face, region: Region, padding: float) -> np.ndarray:
+def _ellipse(face: Face, settings: AnonymizerSettings) -> tuple[float, float, float, float]:
+    """Centre and half axes of the ellipse inscribed in the face's padded box."""
+    left, top, right, bottom = padded_box(face, settings)
+    return (left + right) / 2, (top + bottom) / 2, max((right - left) / 2, 0.5), max((bottom - top) / 2, 0.5)
+
+
+def _ellipse_mask(face: Face, region: Region, settings: AnonymizerSettings) -> np.ndarray:
     """Boolean mask over ``region`` of the ellipse inscribed in the face's padded (unclipped) box."""
-    x, y, w, h = face.box
+    cx, cy, rx, ry = _ellipse(face, settings)
     ys, xs = np.ogrid[region.y0 : region.y1, region.x0 : region.x1]
-    cx, cy = x + w / 2, y + h / 2
-    rx, ry = max(w * padding / 2, 0.5), max(h * padding / 2, 0.5)
     return ((xs + 0.5 - cx) / rx) ** 2 + ((ys + 0.5 - cy) / ry) ** 2 <= 1.0
 
 
@@ -72,18 +84,16 @@ def hide_all(pixels: np.ndarray, mode: FailMode) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def coverage_mask(
-    faces: Iterable[Face], width: int, height: int, padding: float, shape: Shape
-) -> np.ndarray:
+def coverage_mask(faces: Iterable[Face], width: int, height: int, settings: AnonymizerSettings) -> np.ndarray:
     """Boolean (H, W) mask of every pixel the anonymizer hides for these faces."""
     mask = np.zeros((height, width), dtype=bool)
     for face in faces:
-        region = region_for(face, padding, width, height)
+        region = region_for(face, settings, width, height)
         if region is None:
             continue
         window = mask[region.y0 : region.y1, region.x0 : region.x1]
-        if shape is Shape.ellipse:
-            window |= _ellipse_mask(face, region, padding)
+        if settings.shape is Shape.ellipse:
+            window |= _ellipse_mask(face, region, settings)
         else:
             window[:] = True
     return mask
@@ -100,13 +110,13 @@ class Anonymizer:
         s = self.settings
         height, width = image.shape[:2]
         for face in faces:
-            region = region_for(face, s.padding, width, height)
+            region = region_for(face, s, width, height)
             if region is None:
                 continue
             window = image[region.y0 : region.y1, region.x0 : region.x1, :3]
             hidden = self._hide(np.ascontiguousarray(window))
             if s.shape is Shape.ellipse:
-                np.copyto(window, hidden, where=_ellipse_mask(face, region, s.padding)[:, :, None])
+                np.copyto(window, hidden, where=_ellipse_mask(face, region, s)[:, :, None])
             else:
                 window[:] = hidden
             if s.audit:
@@ -135,9 +145,8 @@ class Anonymizer:
         color = tuple(int(c) for c in s.audit_color) + ((255,) if image.shape[2] == 4 else ())
         thickness = max(1, round(max(region.width, region.height) / 60))
         if s.shape is Shape.ellipse:
-            x, y, w, h = face.box
-            center = (round(x + w / 2), round(y + h / 2))
-            axes = (max(1, round(w * s.padding / 2)), max(1, round(h * s.padding / 2)))
-            cv2.ellipse(image, center, axes, 0, 0, 360, color, thickness, cv2.LINE_AA)
+            cx, cy, rx, ry = _ellipse(face, s)
+            cv2.ellipse(image, (round(cx), round(cy)), (max(1, round(rx)), max(1, round(ry))), 0, 0, 360, color,
+                        thickness, cv2.LINE_AA)
         else:
             cv2.rectangle(image, (region.x0, region.y0), (region.x1 - 1, region.y1 - 1), color, thickness)
