@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import json
 import os
@@ -550,17 +551,19 @@ LEAK_KINDS = (
 
 def leak_kinds(clip: Clip, tally: Tally, profile: str) -> dict[str, int]:
     """Why each leaked face-frame leaked, by where the profile's detector (alone, at its threshold,
-    on every frame of the clip) finds that face (IoU >= 0.3 with its labelled box): nowhere in its
-    track, only on later or only on earlier frames of it, on both, or on that very frame (the box
-    hidden there was short of the labelled one)."""
+    on every frame of the clip) finds that face (a box overlapping the labelled one by the
+    tracker's ``SAME_FACE_IOU``): nowhere in its track, only on later or only on earlier frames of
+    it, on both, or on that very frame (the box hidden there was short of the labelled one)."""
     sys.path.insert(0, str(ROOT))
     from streamer.config import Settings
     from streamer.faces.detection import Face, ious
     from streamer.faces.detectors import create_detector
+    from streamer.faces.tracking import SAME_FACE_IOU
 
-    cache = clip.path.with_name(f"{clip.path.stem}-{profile}-detections.json")
+    settings = Settings(pipeline={"detector": {"profile": profile}}).pipeline.detector
+    key = hashlib.sha1(settings.model_dump_json().encode()).hexdigest()[:10]  # a changed detector: run it again
+    cache = clip.path.with_name(f"{clip.path.stem}-{profile}-{key}-detections.json")
     if not cache.exists():
-        settings = Settings(pipeline={"detector": {"profile": profile}}).pipeline.detector
         detector = create_detector(settings)
         try:
             boxes = [[f.box for f in detector.detect(pixels, settings.threshold)] for pixels in decode(clip.path)]
@@ -571,7 +574,7 @@ def leak_kinds(clip: Clip, tally: Tally, profile: str) -> dict[str, int]:
     for index, (labelled, boxes) in enumerate(zip(clip.faces, json.loads(cache.read_text()))):
         overlaps = ious([Face(tuple(f[:4]), 1.0) for f in labelled], [Face(tuple(b), 1.0) for b in boxes])
         for face, row in zip(labelled, overlaps):
-            if row.max(initial=0) >= 0.3:
+            if row.max(initial=0) >= SAME_FACE_IOU:
                 found_on.setdefault(face[4], set()).add(index)
     counts = dict.fromkeys(LEAK_KINDS, 0)
     for index, track in tally.leaks:

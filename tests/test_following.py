@@ -108,3 +108,10 @@ def test_following_back_stops_where_the_picture_cuts_to_another_scene(photo):
     greys = [grey_copy(frame)[0] for frame in (pixels, pixels, other_scene, pixels)]
     earlier = list(follow_back(greys, grey_copy(pixels)[1], Face(box, 0.9), WIDTH, HEIGHT))
     assert len(earlier) == 1  # followed onto the identical frame before, not across the cut
+
+
+def test_following_back_stops_where_the_picture_size_changes(photo):
+    pixels, box = next(_film(*photo, frames=1, pan_px=0, zoom=1.0))
+    other = cv2.resize(pixels, (WIDTH // 2, HEIGHT // 3))  # its grey copy has another size too
+    greys = [grey_copy(frame)[0] for frame in (pixels, pixels, other, pixels)]
+    assert len(list(follow_back(greys, grey_copy(pixels)[1], Face(box, 0.9), WIDTH, HEIGHT))) == 1

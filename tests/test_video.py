@@ -137,6 +137,48 @@ def test_a_face_found_only_on_a_later_frame_is_hidden_on_the_frames_before_it(tm
         assert detail_kept(crop(raw[0], face.box), crop(hidden[0], face.box)) > 0.5
 
 
+def test_a_face_found_late_is_followed_back_over_the_frames_still_held(tmp_path, monkeypatch):
+    # a longer clip than the look-back: frames are written while later ones are still detected
+    clip = make_clip(SINGLE_FACE, tmp_path, seconds=3, width=640, height=360, fps=25)
+    real = create_detector(DetectorSettings())
+    first_found, back_frames = 50, 10  # follow_back_s 0.4 at 25 fps
+    monkeypatch.setattr(workers, "create_detector", lambda settings: ScriptedDetector(real, blind=first_found))
+    pool = WorkerPool(DetectorSettings(), workers=1, queue_size=queue_size(1), max_wait_s=math.inf)
+    out = tmp_path / "hidden.mp4"
+    try:
+        anonymize_video(clip, out, pool, 0.5, AnonymizerSettings(), hold_s=0.75, follow_back_s=back_frames / 25)
+        raw, _ = decoded(clip)
+        hidden, _ = decoded(out)
+        faces = [real.detect(frame, 0.5) for frame in raw]
+    finally:
+        pool.shutdown()
+        real.close()
+    assert len(hidden) == len(raw) == 75
+    # the face found on frame 50 was followed back over the frames held then: the look-back and
+    # the look-ahead (those written before it was found show it: the detector was blind there)
+    first_hidden = first_found - back_frames - LOOKAHEAD_FRAMES
+    judged = [i for i, found in enumerate(faces) if len(found) == 1]
+    assert len(judged) >= 70
+    for index in judged:
+        kept = detail_kept(crop(raw[index], faces[index][0].box), crop(hidden[index], faces[index][0].box))
+        assert kept < 0.2 if index >= first_hidden else kept > 0.5, index
+
+
+def test_a_clip_whose_picture_size_changes_is_anonymized_to_its_end(tmp_path):
+    # two recordings of other sizes joined without re-encoding, as a camera's stream that switched
+    first = make_clip(SINGLE_FACE, tmp_path / "a", seconds=1, width=640, height=360, fps=25)
+    second = make_clip(SINGLE_FACE, tmp_path / "b", seconds=1, start=1, width=480, height=270, fps=25)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"file '{first}'\nfile '{second}'\n")
+    joined = tmp_path / "joined.mkv"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "concat", "-safe", "0", "-i", str(listing),
+                    "-c", "copy", str(joined)], check=True, timeout=60)
+    out = tmp_path / "hidden.mp4"
+    result = streamer("anonymize", str(joined), "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert probe(out)["frames"] == 50
+
+
 # -- clips whose frames are far apart or turned: fail closed, nothing shown ----------------
 
 

@@ -21,7 +21,6 @@ follower serves one camera or video, from one thread, frame after frame in order
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from itertools import chain, pairwise
 from dataclasses import dataclass
 
 import cv2
@@ -128,16 +127,16 @@ def grey_copy(pixels: np.ndarray) -> tuple[np.ndarray, float]:
 def follow_back(greys: Iterable[np.ndarray], factor: float, face: Face, width: int, height: int) -> Iterator[Face]:
     """Where ``face``, found on the frame of the first of ``greys``, was on each earlier frame of
     the rest (grey copies ``factor`` times the frames' size, newest first), for as long as its
-    points can be followed back."""
+    points can be followed back and the picture keeps its size."""
     greys = iter(greys)
-    first = next(greys, None)
-    if first is None:
+    later = next(greys, None)
+    points = None if later is None else _points(later, face.box, factor)
+    if points is None:
         return
-    points = _points(first, face.box, factor)
     box = face.box
-    for later, earlier in pairwise(chain([first], greys)):
-        if points is None:
-            return
+    for earlier in greys:
+        if earlier.shape != later.shape:
+            return  # another picture size: a stream that changed resolution, nothing to follow
         ahead, good = _flow(later, earlier, points)
         if good.sum() < MIN_POINTS:
             return
@@ -145,7 +144,7 @@ def follow_back(greys: Iterable[np.ndarray], factor: float, face: Face, width: i
         clipped = clip_box(*box, width, height)
         if clipped[2] * clipped[3] <= 0:
             return  # it came from outside the picture
-        points = ahead[good].reshape(-1, 1, 2)
+        points, later = ahead[good].reshape(-1, 1, 2), earlier
         yield Face(box, face.score)
 
 

@@ -10,10 +10,11 @@ keeps following it for ``follow_s`` after the detector last saw it.
 
 Faces are also followed back in time. A zoom, a mask or motion blur can keep the detector from
 seeing a face for a second or more after it came into view; a face found on a frame but on none
-of the ``LOOKAHEAD_FRAMES + 1`` frames before it is followed back (optical flow, ``follow_back``) over up to ``follow_back_s`` of
-earlier frames, until it is lost or reaches a frame where it was found, and hidden where it was on
-each. For that, frames are written ``follow_back_s`` after they are decoded (at most
-``MAX_BACK_FRAMES`` frames and ``MAX_BACK_BYTES`` of pixels are held).
+of the ``LOOKAHEAD_FRAMES + 1`` frames before it is followed back (optical flow, ``follow_back``)
+over the frames still unwritten before it, until it is lost or reaches a frame where it was found,
+and hidden where it was on each. For that, frames are held ``follow_back_s`` longer before they
+are written (those extra frames: at most ``MAX_BACK_FRAMES``, and at most ``MAX_BACK_BYTES`` of
+pixels).
 
 The tracker counts in frames, not seconds: a face is held for ``hold_s`` worth of frames at the
 file's nominal rate, and never fewer than the look-ahead, so a 1-fps export, a timelapse or a gap
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import takewhile
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -52,7 +54,7 @@ EXTENSIONS = frozenset({".mp4", ".mkv", ".mov", ".m4v", ".avi", ".webm"})
 # Later frames whose detections are known before a frame is hidden (see the module docstring).
 LOOKAHEAD_FRAMES = 2
 # Frames held back so that faces first found on later frames can be followed back over them: at
-# most this many, and at most this much memory of pixels (1 s of 1080p at 30 fps is 187 MB).
+# most this many, and at most this much memory of pixels (1 s of 1080p at 30 fps is 178 MiB).
 MAX_BACK_FRAMES = 150
 MAX_BACK_BYTES = 512 * 2**20
 
@@ -98,7 +100,7 @@ class _Pending:
     index: int
     faces: Future[list[Face]]
     earlier: list[Face] = field(default_factory=list)  # faces first found on later frames, followed back here
-    grey: tuple[np.ndarray, float] | None = None  # its grey copy for following, once made
+    flow: tuple[np.ndarray, float] | None = None  # its grey copy for following and that copy's scale, once made
 
     def found(self) -> list[Face]:
         """The faces detected on this frame ([] when its detection failed: it is hidden whole)."""
@@ -106,14 +108,15 @@ class _Pending:
 
     def flow_grey(self) -> tuple[np.ndarray, float]:
         """Its grey copy to follow faces on, and that copy's px per frame px."""
-        if self.grey is None:
-            self.grey = grey_copy(self.pixels)
-        return self.grey
+        if self.flow is None:
+            self.flow = grey_copy(self.pixels)
+        return self.flow
 
 
 class _FrameQueue:
     """Decoded frames waiting for their own detections and those of the next ``LOOKAHEAD_FRAMES``
-    frames; then, oldest first, hidden (or hidden whole) and handed to ``write``."""
+    frames, and ``back_frames`` more for faces found later to be followed back over them; then,
+    oldest first, hidden (or hidden whole) and handed to ``write``."""
 
     def __init__(
         self,
@@ -191,10 +194,11 @@ class _FrameQueue:
         self._recent.append(found)
         height, width = frame.pixels.shape[:2]
         for face in new:
-            earlier = range(position - 1, -1, -1)
-            greys = (self._pending[q].flow_grey()[0] for q in range(position, -1, -1))
-            for q, box in zip(earlier, follow_back(greys, frame.flow_grey()[1], face, width, height)):
-                there = self._pending[q]
+            # newest first, back to a change of picture size (a grey copy's scale would differ)
+            before = list(takewhile(lambda pending: pending.pixels.shape == frame.pixels.shape,
+                                    (self._pending[q] for q in range(position - 1, -1, -1))))
+            greys = (pending.flow_grey()[0] for pending in [frame, *before])
+            for there, box in zip(before, follow_back(greys, frame.flow_grey()[1], face, width, height)):
                 if ious([box], there.found()).max(initial=0) >= SAME_FACE_IOU:
                     break  # found there: the tracker and follower cover it from then on
                 there.earlier.append(box)
@@ -260,7 +264,7 @@ def anonymize_video(
             # a face stays hidden for hold_s at the nominal rate, and at least over the look-ahead
             hold_frames = max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1)
             follow_frames = math.ceil(follow_s * float(rate or 30))
-            frame_bytes = video_out.width * video_out.height * 3
+            frame_bytes = max(1, video_out.width * video_out.height * 3)
             back_frames = min(math.ceil(follow_back_s * float(rate or 30)), MAX_BACK_FRAMES, MAX_BACK_BYTES // frame_bytes)
             queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, follow_frames,
                                 back_frames, write, zones or ZoneMasks())
