@@ -57,26 +57,25 @@ class Follower:
         """Where the followed faces were on the newest frame (safe to read from another thread)."""
         return [followed.face for followed in self._followed]
 
-    def step(self, pixels: np.ndarray, at: float, detected: list[Face] | None) -> list[Face]:
+    def step(
+        self, pixels: np.ndarray, at: float, detected: list[Face] | None,
+        grey: tuple[np.ndarray, float] | None = None,
+    ) -> list[Face]:
         """Follow every box into this frame (RGB, taken at ``at``) and return where they are now.
         ``detected``: the faces the detector found on this very frame, or None when it did not
-        look at it."""
+        look at it; ``grey``: the frame's ``grey_copy`` when the caller has made it already."""
         if self.follow_s <= 0 or not (self._followed or detected):
             self._previous = None  # nothing to follow: no need of this frame later
             return []
-        grey = self._grey(pixels)
-        if self._previous is not None and self._previous.shape != grey.shape:
+        copy, self._factor = grey if grey is not None else grey_copy(pixels)
+        if self._previous is not None and self._previous.shape != copy.shape:
             self._followed = []  # a new picture size: a reconnected camera, nothing to follow
         if self._followed and self._previous is not None:
-            self._move(self._previous, grey, pixels.shape[1], pixels.shape[0], at)
+            self._move(self._previous, copy, pixels.shape[1], pixels.shape[0], at)
         if detected:
-            self._anchor(grey, detected, at)
-        self._previous = grey
+            self._anchor(copy, detected, at)
+        self._previous = copy
         return self.faces
-
-    def _grey(self, pixels: np.ndarray) -> np.ndarray:
-        grey, self._factor = grey_copy(pixels)
-        return grey
 
     def _move(self, previous: np.ndarray, grey: np.ndarray, width: int, height: int, at: float) -> None:
         start = np.concatenate([followed.points for followed in self._followed])

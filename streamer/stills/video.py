@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from itertools import takewhile
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from fractions import Fraction
+from itertools import takewhile
 from pathlib import Path
 from typing import Callable
 
@@ -173,7 +173,8 @@ class _FrameQueue:
         self._scanned = max(0, self._scanned - 1)
         detected = frame.faces.exception() is None
         held = self._tracker.faces_at(frame.index) if detected else None
-        followed = self._follower.step(frame.pixels, frame.index, frame.faces.result() if detected else None)
+        followed = self._follower.step(frame.pixels, frame.index, frame.faces.result() if detected else None,
+                                       frame.flow)
         if held is None:
             pixels = hide_all(frame.pixels, self._fail_mode)
             self.hidden_whole += 1
@@ -192,11 +193,13 @@ class _FrameQueue:
         recent = [face for faces in self._recent for face in faces]
         new = [face for face, overlaps in zip(found, ious(found, recent)) if overlaps.max(initial=0) < SAME_FACE_IOU]
         self._recent.append(found)
+        if not new:
+            return
         height, width = frame.pixels.shape[:2]
+        # newest first, back to a change of picture size (a grey copy's scale would differ)
+        before = list(takewhile(lambda pending: pending.pixels.shape == frame.pixels.shape,
+                                (self._pending[q] for q in range(position - 1, -1, -1))))
         for face in new:
-            # newest first, back to a change of picture size (a grey copy's scale would differ)
-            before = list(takewhile(lambda pending: pending.pixels.shape == frame.pixels.shape,
-                                    (self._pending[q] for q in range(position - 1, -1, -1))))
             greys = (pending.flow_grey()[0] for pending in [frame, *before])
             for there, box in zip(before, follow_back(greys, frame.flow_grey()[1], face, width, height)):
                 if ious([box], there.found()).max(initial=0) >= SAME_FACE_IOU:
@@ -265,7 +268,8 @@ def anonymize_video(
             hold_frames = max(math.ceil(hold_s * float(rate or 30)), LOOKAHEAD_FRAMES + 1)
             follow_frames = math.ceil(follow_s * float(rate or 30))
             frame_bytes = max(1, video_out.width * video_out.height * 3)
-            back_frames = min(math.ceil(follow_back_s * float(rate or 30)), MAX_BACK_FRAMES, MAX_BACK_BYTES // frame_bytes)
+            back_frames = min(math.ceil(follow_back_s * float(rate or 30)), MAX_BACK_FRAMES,
+                              MAX_BACK_BYTES // frame_bytes)
             queue = _FrameQueue(pool, threshold, Anonymizer(anonymizer), fail_mode, hold_frames, follow_frames,
                                 back_frames, write, zones or ZoneMasks())
             try:
